@@ -1,0 +1,3 @@
+from taoremote.cli import main
+
+main()

@@ -1,0 +1,171 @@
+"""PURE argv builders: every docker flag taoremote emits is in this file.
+
+Nothing here reads the environment, the clock, the filesystem or the terminal: whatever
+depends on them (job id, start time, tty, resolved mount sources) is a field of RunSpec.
+argv is a tuple of str from here to the process boundary; it is shell-joined only at SSH.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from taoremote.config import DockerOptions, PortMapping, Ulimit
+
+LABEL_PREFIX = "taoremote."
+JOB_LABEL = "taoremote.job"
+STOP_TIMEOUT_S = 10  # docker's own default grace; tasks run under --init so they get SIGTERM at once
+
+
+@dataclass(frozen=True)
+class BoundMount:
+    source: str  # already resolved on the host that runs the container
+    destination: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    image: str
+    command: tuple[str, ...]  # what runs in the container; empty: the image's default (interactive shell)
+    job_id: str
+    task: str
+    mounts: tuple[BoundMount, ...] = ()
+    env_names: tuple[str, ...] = ()  # values travel in the docker client's environment, never in argv
+    env_file: str | None = None  # remote hosts: a 0600 file uploaded over SFTP
+    options: DockerOptions = field(default_factory=DockerOptions)
+    gpus: str = "all"  # "all", "2", "device=0,2", "none"
+    tty: bool = False
+    interactive: bool = False
+    detach: bool = False  # -d: the job outlives this process; no --rm so its exit code stays readable
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+def container_name(task: str, job_id: str) -> str:
+    safe = re.sub(r"[^a-zA-Z0-9_.-]", "-", task)
+    return f"taoremote-{safe}-{job_id}"
+
+
+def build_run_argv(spec: RunSpec) -> tuple[str, ...]:
+    opts = spec.options
+    argv: list[str] = ["docker", "run"]
+    argv += ["-d"] if spec.detach else ["--rm"]
+    argv += ["--init"]  # the task is not PID 1, so `docker stop`'s SIGTERM ends it at once
+    argv += ["-i"] if spec.interactive else []
+    argv += ["-t"] if spec.tty else []
+    argv += ["--name", container_name(spec.task, spec.job_id)]
+    argv += _repeat("--label", [f"{JOB_LABEL}={spec.job_id}", *(f"{k}={v}" for k, v in spec.labels)])
+    argv += _gpus(spec.gpus)
+    argv += _repeat("-v", [_volume(m) for m in spec.mounts])
+    argv += _repeat("-e", spec.env_names)
+    argv += _opt("--env-file", spec.env_file)
+    argv += _opt("--shm-size", opts.shm_size)
+    argv += _repeat("--ulimit", [_ulimit(u) for u in opts.ulimits])
+    argv += _opt("-u", opts.user)
+    argv += _repeat("-p", [_port(p) for p in opts.ports])
+    argv += ["--privileged"] if opts.privileged else []
+    argv += _opt("--network", opts.network)
+    argv += [spec.image, *spec.command]
+    return tuple(argv)
+
+
+def build_ps_argv(*, include_stopped: bool, job_id: str | None = None) -> tuple[str, ...]:
+    """One `docker ps` per host, filtered by our label; the template names every field explicitly
+    because `{{json .}}` joins labels with commas, which is ambiguous for label values."""
+    label = f"{JOB_LABEL}={job_id}" if job_id else JOB_LABEL
+    return (
+        "docker",
+        "ps",
+        *(["--all"] if include_stopped else []),
+        "--no-trunc",
+        "--filter",
+        f"label={label}",
+        "--format",
+        PS_TEMPLATE,
+    )
+
+
+_PS_FIELDS = {
+    "id": ".ID",
+    "name": ".Names",
+    "image": ".Image",
+    "state": ".State",
+    "status": ".Status",
+    "created": ".CreatedAt",
+    **{key: f'(.Label "{LABEL_PREFIX}{key}")' for key in ("job", "task", "command", "gpus", "started")},
+}
+PS_TEMPLATE = "{" + ",".join(f'"{k}":{{{{json {v}}}}}' for k, v in _PS_FIELDS.items()) + "}"
+
+
+def build_stop_argv(names: Sequence[str], *, timeout_s: int = STOP_TIMEOUT_S) -> tuple[str, ...]:
+    # docker stops the named containers in parallel: one call, not one per job
+    return ("docker", "stop", "--time", str(timeout_s), *names)
+
+
+def build_rm_argv(names: Sequence[str]) -> tuple[str, ...]:
+    return ("docker", "rm", "--force", *names)
+
+
+def build_logs_argv(name: str, *, follow: bool) -> tuple[str, ...]:
+    return ("docker", "logs", *(["--follow"] if follow else []), name)
+
+
+def build_wait_argv(name: str) -> tuple[str, ...]:
+    return ("docker", "wait", name)
+
+
+def build_image_inspect_argv(image: str) -> tuple[str, ...]:
+    return ("docker", "image", "inspect", "--format", "{{json .Config.Env}}", image)
+
+
+def build_info_argv() -> tuple[str, ...]:
+    return ("docker", "info", "--format", "{{json .ServerVersion}}")
+
+
+def format_env_file(values: Mapping[str, str]) -> str:
+    """docker --env-file syntax: one NAME=value per line, taken literally (no quotes, no expansion)."""
+    return "".join(f"{name}={value}\n" for name, value in values.items())
+
+
+def render_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """A copy-pasteable shell line: `NAME=value ... docker run ...` (values already masked by the caller)."""
+    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+    line = shlex.join(argv)
+    return f"{prefix} {line}" if prefix else line
+
+
+def _opt(flag: str, value: str | None) -> list[str]:
+    return [flag, value] if value is not None else []
+
+
+def _repeat(flag: str, values: Iterable[str]) -> list[str]:
+    return [item for value in values for item in (flag, value)]
+
+
+def _gpus(spec: str) -> list[str]:
+    if spec == "none":
+        return []
+    if spec.startswith("device="):
+        # the docker CLI splits --gpus on commas unless the device list is quoted
+        return ["--gpus", f'"{spec}"']
+    return ["--gpus", spec]
+
+
+def _volume(mount: BoundMount) -> str:
+    return f"{mount.source}:{mount.destination}" + (":ro" if mount.read_only else "")
+
+
+def _ulimit(limit: Ulimit) -> str:
+    if limit.soft == limit.hard:
+        return f"{limit.name}={limit.soft}"
+    return f"{limit.name}={limit.soft}:{limit.hard}"
+
+
+def _port(port: PortMapping) -> str:
+    # docker-py's {"8888/tcp": 8888} means host 8888 -> container 8888/tcp, i.e. `-p 8888:8888/tcp`
+    if port.host_port is None and port.host_ip is None:
+        return port.container_port
+    host = f"{port.host_ip}:{port.host_port or ''}" if port.host_ip else f"{port.host_port}"
+    return f"{host}:{port.container_port}"

@@ -1,0 +1,235 @@
+"""Reading the launcher's mounts file (~/.tao_mounts.json) into frozen dataclasses.
+
+Every file the TAO launcher accepts is accepted here unchanged. Validation is a JSON Schema
+(schemas/mounts.schema.json) plus the checks a schema cannot express (duplicate destinations);
+*all* problems are reported at once, each with its JSON path, in one ConfigError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from taoremote.errors import ConfigError
+
+# Names that look like credentials are masked even when the file does not say "secret": true;
+# a ClearML or W&B key must never reach a terminal by accident.
+_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # as written; "~" and relative paths are resolved on the host that runs the container
+    destination: str  # used verbatim inside the container (always absolute)
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    value: str | None  # None only when from_env names a variable that is not set
+    secret: bool
+    from_env: str | None = None
+
+
+@dataclass(frozen=True)
+class Ulimit:
+    name: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    container_port: str  # "8888" or "8888/udp"
+    host_ip: str | None
+    host_port: str | None  # None: docker picks a free port
+
+
+@dataclass(frozen=True)
+class DockerOptions:
+    user: str | None = None
+    shm_size: str | None = None
+    ulimits: tuple[Ulimit, ...] = ()
+    ports: tuple[PortMapping, ...] = ()
+    privileged: bool = False
+    network: str | None = None
+    tty: bool | None = None  # None: decide from the terminal
+
+
+@dataclass(frozen=True)
+class MountsConfig:
+    path: str | None  # None when no file was found: no mounts, no envs, default options
+    mounts: tuple[Mount, ...] = ()
+    envs: tuple[EnvVar, ...] = ()
+    options: DockerOptions = field(default_factory=DockerOptions)
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    text = resources.files("taoremote").joinpath("schemas/mounts.schema.json").read_text()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def find_mounts_file(explicit: str | None, environ: Mapping[str, str], home: str) -> str | None:
+    """--mounts, then $LAUNCHER_MOUNTS, then ~/.tao_mounts.json; first found wins.
+
+    A file named explicitly (option or variable) that does not exist is an error: the launcher
+    silently ran with no mounts in that case, which is how results end up inside a dead container.
+    """
+    for origin, candidate in (("--mounts", explicit), ("$LAUNCHER_MOUNTS", environ.get("LAUNCHER_MOUNTS"))):
+        if candidate:
+            path = os.path.expanduser(candidate)
+            if not os.path.isfile(path):
+                raise ConfigError(f"{path}: mounts file named by {origin} does not exist")
+            return path
+    default = os.path.join(home, ".tao_mounts.json")
+    return default if os.path.isfile(default) else None
+
+
+def load_mounts_config(path: str | None, environ: Mapping[str, str]) -> MountsConfig:
+    if path is None:
+        return MountsConfig(path=None)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read mounts file: {exc.strerror}") from None
+    return parse_mounts_config(text, path, environ)
+
+
+def parse_mounts_config(text: str, path: str, environ: Mapping[str, str]) -> MountsConfig:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    problems = validate_mounts_document(doc)
+    if problems:
+        raise ConfigError(format_problems(path, problems))
+    return _to_config(doc, path, environ)
+
+
+def validate_mounts_document(doc: object) -> list[str]:
+    """Every problem in the document, as '$.json.path: message' lines, in path order."""
+    from jsonschema import Draft202012Validator  # slow import, needed only when a file exists
+
+    validator = Draft202012Validator(_schema())
+    problems = [(e.json_path, _describe(e)) for e in validator.iter_errors(doc)]
+    problems.extend(_duplicate_destinations(doc))
+    return [f"{where}: {what}" for where, what in sorted(set(problems), key=_path_order)]
+
+
+def format_problems(path: str, problems: list[str]) -> str:
+    noun = "problem" if len(problems) == 1 else "problems"
+    return f"{path}: {len(problems)} {noun} in mounts file:\n  " + "\n  ".join(problems)
+
+
+def _path_order(item: tuple[str, str]) -> tuple[list[object], str]:
+    parts: list[object] = [int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", item[0]) if p]
+    return [(0, p) if isinstance(p, int) else (1, p) for p in parts], item[1]
+
+
+def _describe(error: Any) -> str:
+    """jsonschema's messages, rewritten where they would not tell a user what to do."""
+    validator, schema, instance = error.validator, error.schema, error.instance
+    if validator == "additionalProperties":
+        allowed = ", ".join(schema.get("properties", {}))
+        extra = sorted(set(instance) - set(schema.get("properties", {})))
+        names = ", ".join(repr(k) for k in extra)
+        return f"unknown key{'s' if len(extra) > 1 else ''} {names}; allowed: {allowed}"
+    if validator == "pattern" and schema.get("pattern") == "^/":
+        return f"{instance!r} must be an absolute container path (starting with /)"
+    if validator == "oneOf" and error.json_path.startswith("$.Envs["):
+        return "give exactly one of 'value' or 'from_env'"
+    if validator in ("anyOf", "oneOf"):
+        return f"{instance!r} is not a valid value here"
+    if validator == "propertyNames" or (validator == "pattern" and "propertyNames" in error.schema_path):
+        if "ports" in error.json_path:
+            return f"{instance!r} is not a container port (e.g. \"8888\" or \"8888/udp\")"
+        return f"{instance!r} is not a valid key here"
+    return str(error.message)
+
+
+def _duplicate_destinations(doc: object) -> list[tuple[str, str]]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("Mounts"), list):
+        return []
+    seen: dict[str, int] = {}
+    found = []
+    for index, mount in enumerate(doc["Mounts"]):
+        dest = mount.get("destination") if isinstance(mount, dict) else None
+        if not isinstance(dest, str):
+            continue
+        key = dest.rstrip("/") or "/"
+        if key in seen:
+            found.append(
+                (f"$.Mounts[{index}].destination", f"{dest!r} is already the destination of $.Mounts[{seen[key]}]")
+            )
+        else:
+            seen[key] = index
+    return found
+
+
+def _to_config(doc: dict[str, Any], path: str, environ: Mapping[str, str]) -> MountsConfig:
+    mounts = tuple(
+        Mount(source=m["source"], destination=m["destination"], read_only=m.get("read_only", False))
+        for m in doc.get("Mounts", [])
+    )
+    return MountsConfig(
+        path=path,
+        mounts=mounts,
+        envs=tuple(_to_env(e, environ) for e in doc.get("Envs", [])),
+        options=_to_options(doc.get("DockerOptions", {})),
+    )
+
+
+def _to_env(entry: dict[str, Any], environ: Mapping[str, str]) -> EnvVar:
+    name = entry["variable"]
+    secret = entry.get("secret", bool(_SECRET_NAME.search(name)))
+    if "from_env" in entry:
+        return EnvVar(name, environ.get(entry["from_env"]), secret=entry.get("secret", True), from_env=entry["from_env"])
+    value = entry["value"]
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return EnvVar(name, str(value), secret=secret)
+
+
+def _to_options(opts: dict[str, Any]) -> DockerOptions:
+    shm = opts.get("shm_size")
+    return DockerOptions(
+        user=opts.get("user"),
+        shm_size=str(shm) if shm is not None else None,
+        ulimits=tuple(_to_ulimit(k, v) for k, v in opts.get("ulimits", {}).items()),
+        ports=tuple(_to_ports(k, v) for k, v in opts.get("ports", {}).items()),
+        privileged=opts.get("privileged", False),
+        network=opts.get("network"),
+        tty=opts.get("tty"),
+    )
+
+
+def _to_ulimit(name: str, value: int | dict[str, int]) -> Ulimit:
+    if isinstance(value, dict):
+        return Ulimit(name, value["soft"], value["hard"])
+    return Ulimit(name, value, value)  # the launcher sets soft = hard = value
+
+
+def _to_ports(container_port: str, host: Any) -> PortMapping:
+    # docker-py's mapping form, which the launcher passes through: None | port | (ip,) | (ip, port)
+    if host is None:
+        return PortMapping(container_port, None, None)
+    if isinstance(host, list):
+        ip = host[0] or None
+        return PortMapping(container_port, ip, str(host[1]) if len(host) > 1 else None)
+    return PortMapping(container_port, None, str(host))
+
+
+def missing_from_env(config: MountsConfig) -> list[str]:
+    """Envs whose from_env variable is not set on the launching machine."""
+    return [f"{e.name} (from ${e.from_env})" for e in config.envs if e.from_env and e.value is None]
