@@ -17,7 +17,9 @@
 # Idempotent: exits 0 at once when `docker info` already works.
 set -euo pipefail
 
-HOOK_DIR=${TAOREMOTE_FAKEGPU_DIR:-/usr/local/lib/taoremote-fakegpu/bin}
+# On PATH for everyone (not only dockerd), as the real NVIDIA Container Toolkit's hook is, so that
+# taoremote's preflight and doctor see the same "GPU support installed" signal as on a GPU host.
+HOOK_DIR=${TAOREMOTE_FAKEGPU_DIR:-/usr/local/bin}
 LOG=${TAOREMOTE_DOCKERD_LOG:-/var/log/taoremote-dockerd.log}
 PIDFILE=/var/run/docker.pid
 WAIT_S=${TAOREMOTE_DOCKERD_WAIT_S:-60}
@@ -62,6 +64,10 @@ command -v dockerd >/dev/null || { echo "start-dockerd: dockerd not installed (r
 
 # The fake GPU hook. It is invoked as an OCI prestart hook (state JSON on stdin);
 # reading nothing and exiting 0 is a valid hook.
+# Never shadow a real one (a GPU host whose dockerd happens to be down).
+if real_hook=$(command -v nvidia-container-runtime-hook) && ! grep -q "taoremote test rig" "$real_hook"; then
+    echo "start-dockerd: using the installed $real_hook"
+else
 mkdir -p "$HOOK_DIR"
 cat >"$HOOK_DIR/nvidia-container-runtime-hook" <<'EOF'
 #!/bin/sh
@@ -70,6 +76,7 @@ cat >"$HOOK_DIR/nvidia-container-runtime-hook" <<'EOF'
 exit 0
 EOF
 chmod 755 "$HOOK_DIR/nvidia-container-runtime-hook"
+fi
 
 # A pid file left by a dockerd that died (e.g. machine snapshot, kill -9)
 # makes the next dockerd refuse to start ("pid file found, ensure docker is

@@ -120,6 +120,10 @@ def build_image_inspect_argv(image: str) -> tuple[str, ...]:
     return ("docker", "image", "inspect", "--format", "{{json .Config.Env}}", image)
 
 
+def build_pull_argv(image: str) -> tuple[str, ...]:
+    return ("docker", "pull", image)
+
+
 def build_info_argv() -> tuple[str, ...]:
     return ("docker", "info", "--format", "{{json .ServerVersion}}")
 

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from taoremote.errors import ConfigError
@@ -110,7 +109,9 @@ def parse_mounts_config(text: str, path: str, environ: Mapping[str, str]) -> Mou
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise ConfigError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     problems = validate_mounts_document(doc)
     if problems:
         raise ConfigError(format_problems(path, problems))
@@ -153,7 +154,7 @@ def _describe(error: Any) -> str:
         return f"{instance!r} is not a valid value here"
     if validator == "propertyNames" or (validator == "pattern" and "propertyNames" in error.schema_path):
         if "ports" in error.json_path:
-            return f"{instance!r} is not a container port (e.g. \"8888\" or \"8888/udp\")"
+            return f'{instance!r} is not a container port (e.g. "8888" or "8888/udp")'
         return f"{instance!r} is not a valid key here"
     return str(error.message)
 
@@ -170,7 +171,10 @@ def _duplicate_destinations(doc: object) -> list[tuple[str, str]]:
         key = dest.rstrip("/") or "/"
         if key in seen:
             found.append(
-                (f"$.Mounts[{index}].destination", f"{dest!r} is already the destination of $.Mounts[{seen[key]}]")
+                (
+                    f"$.Mounts[{index}].destination",
+                    f"{dest!r} is already the destination of $.Mounts[{seen[key]}]",
+                )
             )
         else:
             seen[key] = index
@@ -194,7 +198,9 @@ def _to_env(entry: dict[str, Any], environ: Mapping[str, str]) -> EnvVar:
     name = entry["variable"]
     secret = entry.get("secret", bool(_SECRET_NAME.search(name)))
     if "from_env" in entry:
-        return EnvVar(name, environ.get(entry["from_env"]), secret=entry.get("secret", True), from_env=entry["from_env"])
+        return EnvVar(
+            name, environ.get(entry["from_env"]), secret=entry.get("secret", True), from_env=entry["from_env"]
+        )
     value = entry["value"]
     if isinstance(value, bool):
         value = "true" if value else "false"

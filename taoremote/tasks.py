@@ -74,7 +74,9 @@ def parse_task_config(doc: Any, where: str) -> dict[str, dict[str, ImageRef]]:
                 for group, data in doc["task_group"].items()
             }
     except (KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{where}: not a valid format {version} launcher config (missing or bad {exc})") from None
+        raise ConfigError(
+            f"{where}: not a valid format {version} launcher config (missing or bad {exc})"
+        ) from None
     raise ConfigError(f"{where}: $.format_version: {doc['format_version']!r} is not 1.0, 2.0 or 3.0")
 
 

@@ -362,6 +362,7 @@ class SshdFactory:
         self.authorized_keys.write_text(self.identity_file.with_suffix(".pub").read_text())
         self.authorized_keys.chmod(0o600)
         self._write_client_files()
+        _remove_stale_pyenv_lock()
         # sshd's privilege-separation chroot; the Debian package creates it only via systemd.
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -575,6 +576,18 @@ class SshdFactory:
             if started is not None and _start_time(pid) == started:  # not a recycled pid
                 _kill(pid, signal.SIGKILL)
         self._orphans.clear()
+
+
+def _remove_stale_pyenv_lock() -> None:
+    """Every ssh command runs the login user's ~/.bashrc; on machines whose bashrc runs `pyenv init`,
+    a session killed mid-login (the dropped-link tests do exactly that) leaves pyenv's rehash lock
+    behind, and every later login then waits 60 s for it. A lock older than a minute is stale."""
+    lock = Path.home() / ".pyenv" / "shims" / ".pyenv-shim"
+    try:
+        if time.time() - lock.stat().st_mtime > 60:
+            lock.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _ssh_prerequisites() -> str | None:

@@ -25,7 +25,12 @@ IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5"
 
 
 def _spec(**changes: object) -> RunSpec:
-    base = RunSpec(image=IMAGE, command=("detectnet_v2", "train", "-e", "/w/spec.txt"), job_id="0a1b2c3d", task="detectnet_v2")
+    base = RunSpec(
+        image=IMAGE,
+        command=("detectnet_v2", "train", "-e", "/w/spec.txt"),
+        job_id="0a1b2c3d",
+        task="detectnet_v2",
+    )
     return RunSpec(**{**base.__dict__, **changes})  # type: ignore[arg-type]
 
 
@@ -66,7 +71,11 @@ def test_every_option_in_fixed_order() -> None:
             user="1000:1000",
             shm_size="16G",
             ulimits=(Ulimit("memlock", -1, -1), Ulimit("nofile", 1024, 4096)),
-            ports=(PortMapping("8888", None, "8888"), PortMapping("6006/udp", "127.0.0.1", "16006"), PortMapping("9000", None, None)),
+            ports=(
+                PortMapping("8888", None, "8888"),
+                PortMapping("6006/udp", "127.0.0.1", "16006"),
+                PortMapping("9000", None, None),
+            ),
             privileged=True,
             network="host",
         ),
@@ -159,7 +168,12 @@ def test_ps_filters_by_label_without_truncation_and_names_fields() -> None:
     assert build_ps_argv(include_stopped=False) == (
         "docker", "ps", "--no-trunc", "--filter", "label=taoremote.job", "--format", PS_TEMPLATE,
     )  # fmt: skip
-    assert build_ps_argv(include_stopped=True, job_id="ab")[2:6] == ("--all", "--no-trunc", "--filter", "label=taoremote.job=ab")
+    assert build_ps_argv(include_stopped=True, job_id="ab")[2:6] == (
+        "--all",
+        "--no-trunc",
+        "--filter",
+        "label=taoremote.job=ab",
+    )
     assert PS_TEMPLATE.startswith('{"id":{{json .ID}},"name":{{json .Names}},')
     assert '"command":{{json (.Label "taoremote.command")}}' in PS_TEMPLATE
 

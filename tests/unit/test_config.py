@@ -28,7 +28,9 @@ EXPECTED_PATHS = {
     "unknown_top_key.json": ["$: unknown key 'Mountz'; allowed: Mounts, Envs, DockerOptions"],
     "unknown_docker_option.json": ["$.DockerOptions: unknown key 'shm-size'; allowed: user, shm_size"],
     "mounts_as_object.json": ["$.Mounts: "],
-    "relative_destination.json": ["$.Mounts[0].destination: 'workspace/data' must be an absolute container path"],
+    "relative_destination.json": [
+        "$.Mounts[0].destination: 'workspace/data' must be an absolute container path"
+    ],
     "duplicate_destination.json": [
         "$.Mounts[1].destination: '/workspace/x/' is already the destination of $.Mounts[0]"
     ],
@@ -99,11 +101,17 @@ def test_launcher_example_becomes_typed_config() -> None:
 def test_credential_names_are_secret_by_default() -> None:
     config = load_mounts_config(str(ROOT / "configs" / "tao_mounts.clearml.json"), {})
     secret = {e.name: e.secret for e in config.envs}
-    assert secret == {"CLEARML_WEB_HOST": False, "CLEARML_API_ACCESS_KEY": True, "CLEARML_API_SECRET_KEY": True}
+    assert secret == {
+        "CLEARML_WEB_HOST": False,
+        "CLEARML_API_ACCESS_KEY": True,
+        "CLEARML_API_SECRET_KEY": True,
+    }
 
 
 def test_extensions_read_only_from_env_and_explicit_secret() -> None:
-    config = load_mounts_config(str(ROOT / "configs" / "tao_mounts.extensions.json"), {"WANDB_API_KEY": "w-123"})
+    config = load_mounts_config(
+        str(ROOT / "configs" / "tao_mounts.extensions.json"), {"WANDB_API_KEY": "w-123"}
+    )
     assert config.mounts[0].read_only is True
     assert config.envs[0] == EnvVar("WANDB_API_KEY", "w-123", secret=True, from_env="WANDB_API_KEY")
     assert config.envs[1].secret is False

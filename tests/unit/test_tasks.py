@@ -16,7 +16,10 @@ BUNDLED = load_task_map(None)
 def test_bundled_map_has_the_launcher_groups_and_images() -> None:
     assert resolve_image(BUNDLED, "model", "detectnet_v2") == "nvcr.io/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5"
     assert resolve_image(BUNDLED, "model", "dino") == "nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt"
-    assert resolve_image(BUNDLED, "dataset", "augmentation") == "nvcr.io/nvidia/tao/tao-toolkit:6.26.3-data-services"
+    assert (
+        resolve_image(BUNDLED, "dataset", "augmentation")
+        == "nvcr.io/nvidia/tao/tao-toolkit:6.26.3-data-services"
+    )
     assert resolve_image(BUNDLED, "deploy", "detectnet_v2") == "nvcr.io/nvidia/tao/tao-toolkit:6.26.3-deploy"
 
 
@@ -46,7 +49,10 @@ def test_unknown_task_within_a_group_lists_that_group() -> None:
 
 
 def test_format_1_0() -> None:
-    doc = {"format_version": 1.0, "dockers": {"nvidia/tlt": {"docker_tag": "v3.0-py3", "docker_registry": "nvcr.io", "tasks": ["ssd"]}}}
+    doc = {
+        "format_version": 1.0,
+        "dockers": {"nvidia/tlt": {"docker_tag": "v3.0-py3", "docker_registry": "nvcr.io", "tasks": ["ssd"]}},
+    }
     groups = parse_task_config(doc, "c")
     assert groups["container_actions"]["ssd"] == ImageRef("nvcr.io", "nvidia/tlt", "v3.0-py3")
 
@@ -54,7 +60,11 @@ def test_format_1_0() -> None:
 def test_format_2_0_with_digest() -> None:
     doc = {
         "format_version": 2.0,
-        "dockers": {"nvidia/tao/tao-toolkit": {"4.0.0-pyt": {"docker_registry": "nvcr.io", "docker_digest": "sha256:ab", "tasks": ["dino"]}}},
+        "dockers": {
+            "nvidia/tao/tao-toolkit": {
+                "4.0.0-pyt": {"docker_registry": "nvcr.io", "docker_digest": "sha256:ab", "tasks": ["dino"]}
+            }
+        },
     }
     ref = parse_task_config(doc, "c")["container_actions"]["dino"]
     assert ref == ImageRef("nvcr.io", "nvidia/tao/tao-toolkit", "4.0.0-pyt", "sha256:ab")
@@ -62,7 +72,10 @@ def test_format_2_0_with_digest() -> None:
 
 def test_user_config_replaces_the_bundled_map(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
-    doc = {"format_version": "3.0", "task_group": {"model": {"dockers": {"me/tao": {"1": {"docker_registry": "r", "tasks": ["dino"]}}}}}}
+    doc = {
+        "format_version": "3.0",
+        "task_group": {"model": {"dockers": {"me/tao": {"1": {"docker_registry": "r", "tasks": ["dino"]}}}}},
+    }
     path.write_text(json.dumps(doc))
     task_map = load_task_map(str(path))
     assert resolve_image(task_map, None, "dino") == "r/me/tao:1"
@@ -73,7 +86,7 @@ def test_user_config_replaces_the_bundled_map(tmp_path: Path) -> None:
 def test_bad_user_config_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text('{"format_version": 9}')
-    with pytest.raises(ConfigError, match="is not 1.0, 2.0 or 3.0"):
+    with pytest.raises(ConfigError, match=r"is not 1\.0, 2\.0 or 3\.0"):
         load_task_map(str(path))
     path.write_text("{oops")
     with pytest.raises(ConfigError, match="invalid JSON at line 1 column 2"):

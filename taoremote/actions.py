@@ -1,0 +1,302 @@
+"""What each CLI command does, as plain functions returning an exit code (cli.py stays thin).
+
+Commands that take several hosts fan out in parallel, one connection and one docker call per host,
+each host with its own deadline; an unreachable host is reported while the others still answer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from taoremote import jobs
+from taoremote.errors import JobNotFoundError, LinkLostError, TaoRemoteError, UsageError
+from taoremote.hosts import Executor, open_executor
+from taoremote.output import Format, render, render_mapping
+
+if TYPE_CHECKING:
+    from taoremote.cli import Globals
+
+T = TypeVar("T")
+HOST_DEADLINE_S = 30.0
+
+
+def _err(message: str) -> None:
+    print(f"taoremote: {message}", file=sys.stderr)
+
+
+def _out(text: str) -> None:
+    print(text, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- hosts
+
+
+@dataclass(frozen=True)
+class HostResult(Generic[T]):
+    host: str
+    value: T | None
+    error: TaoRemoteError | None
+
+
+def fan_out(
+    g: Globals, work: Callable[[Executor], T], *, deadline: float = HOST_DEADLINE_S
+) -> list[HostResult[T]]:
+    """Run work(executor) on every target host at once; a host that fails or hangs costs only itself."""
+    targets: list[str | None] = [*g.hosts] or [None]
+    results: dict[int, HostResult[T]] = {}
+
+    def one(index: int, host: str | None) -> None:
+        name = host or "local"
+        ex: Executor | None = None
+        try:
+            ex = open_executor(host, ssh_config=g.ssh_config)
+            results[index] = HostResult(name, work(ex), None)
+        except TaoRemoteError as exc:
+            results[index] = HostResult(name, None, exc)
+        finally:
+            if ex is not None:
+                ex.close()
+
+    if len(targets) == 1:
+        one(0, targets[0])
+    else:
+        # daemon threads: a host that never answers must not keep the process alive after its deadline
+        threads = [threading.Thread(target=one, args=(i, h), daemon=True) for i, h in enumerate(targets)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(deadline)
+    out = []
+    for index, host in enumerate(targets):
+        name = host or "local"
+        out.append(
+            results.get(index)
+            or HostResult(name, None, TaoRemoteError(f"host {name}: no answer within {deadline:.0f} s"))
+        )
+    return out
+
+
+def _report_failures(results: Sequence[HostResult[Any]]) -> int:
+    failed = [r for r in results if r.error is not None]
+    for r in failed:
+        _err(f"error: {r.error}")
+    if failed and len(failed) == len(results) and len(results) == 1:
+        return failed[0].error.exit_code  # type: ignore[union-attr]
+    return 1 if failed else 0
+
+
+def _single_host(g: Globals) -> str | None:
+    if len(g.hosts) > 1:
+        raise UsageError("this command runs on one host; give a single --host")
+    return g.hosts[0] if g.hosts else None
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def run_task(argv: list[str], g: Globals) -> int:
+    from taoremote import config, launch, tasks
+    from taoremote.hosts import stdio_is_terminal
+
+    host = _single_host(g)
+    task_map = tasks.load_task_map(_user_task_config())
+    request = launch.parse_task_argv(argv, task_map)
+    mounts = config.load_mounts_config(
+        config.find_mounts_file(g.mounts, os.environ, os.path.expanduser("~")), os.environ
+    )
+    opts = launch.LaunchOptions(
+        host=host,
+        image=g.image,
+        gpus=g.gpus,
+        detach=g.detach,
+        dry_run=g.dry_run,
+        preflight=g.preflight,
+        terminal=stdio_is_terminal(),
+        override_registry=os.environ.get("OVERRIDE_REGISTRY") or None,
+    )
+    needs_host = not g.dry_run or g.gpus.startswith("auto:")
+    ex = open_executor(host, ssh_config=g.ssh_config) if needs_host else None
+    try:
+        plan = launch.plan_launch(request, mounts, task_map, opts, ex, warn=_err)
+        if g.dry_run:
+            _out(launch.describe_plan(plan))
+            return 0
+        for note in plan.notes:
+            _err(f"note: {note}")
+        assert ex is not None
+        if not plan.image_present:
+            jobs.pull_image(ex, plan.spec.image)
+        try:
+            return jobs.launch_job(ex, plan.spec, plan.env_values, echo=_out)
+        except LinkLostError as exc:
+            raise LinkLostError(
+                f"{exc}; the job keeps running. Reattach with: {_reattach(g, plan.spec.job_id)}"
+            ) from None
+    finally:
+        if ex is not None:
+            ex.close()
+
+
+def _reattach(g: Globals, job_id: str) -> str:
+    import shlex
+
+    parts = ["taoremote"]
+    if g.ssh_config:
+        parts += ["--ssh-config", g.ssh_config]
+    parts += [a for h in g.hosts for a in ("--host", h)]
+    parts += ["logs", "-f", job_id]
+    return shlex.join(parts)
+
+
+def _user_task_config() -> str | None:
+    path = os.path.expanduser("~/.tao/config.json")
+    return path if os.path.isfile(path) else None
+
+
+# ---------------------------------------------------------------------------------------------- manage
+
+
+def list_cmd(g: Globals, *, include_stopped: bool, fmt: str) -> int:
+    results = fan_out(
+        g, lambda ex: jobs.list_jobs(ex, include_stopped=include_stopped, timeout=HOST_DEADLINE_S)
+    )
+    rows = [
+        job_row(job, with_host=len(results) > 1 or bool(g.hosts)) for r in results for job in (r.value or [])
+    ]
+    _out(render(rows, _fmt(fmt)))
+    return _report_failures(results)
+
+
+def job_row(job: jobs.Job, *, with_host: bool) -> dict[str, object]:
+    row: dict[str, object] = {"host": job.host} if with_host else {}
+    row.update(
+        {
+            "job": job.job_id,
+            "container_id": job.container_id[:12],
+            "task": job.task,
+            "status": job.status,
+            "exit_code": job.exit_code if job.exit_code is not None else "",
+            "gpus": job.gpus,
+            "command": job.command,
+        }
+    )
+    return row
+
+
+def stop_cmd(g: Globals, wanted: list[str], *, stop_all: bool) -> int:
+    def work(ex: Executor) -> tuple[list[jobs.Job], list[str]]:
+        known = jobs.list_jobs(ex, include_stopped=True, timeout=HOST_DEADLINE_S)
+        if stop_all:
+            chosen = [j for j in known if j.state == "running"]
+        else:
+            chosen = [j for ident in wanted if (j := jobs.match_job(known, ident)) is not None]
+        found_ids = [ident for ident in wanted if jobs.match_job(known, ident) is not None]
+        if chosen:
+            result = jobs.stop_jobs(ex, chosen)
+            if result.returncode != 0:
+                raise jobs.parse_docker_error(result)
+        return chosen, found_ids
+
+    results = fan_out(g, work)
+    found: set[str] = set()
+    for r in results:
+        for job in (r.value or ([], []))[0]:
+            _out(f"stopped {job.job_id} ({job.name}){' on ' + r.host if r.host != 'local' else ''}")
+        found.update((r.value or ([], []))[1])
+    code = _report_failures(results)
+    missing = [ident for ident in wanted if ident not in found]
+    for ident in missing:
+        _err(f"error: {JobNotFoundError(f'no taoremote job {ident!r} on {_targets(g)}')}")
+    if stop_all and not any((r.value or ([], []))[0] for r in results) and code == 0:
+        _out("No running taoremote jobs.")
+    return code or (1 if missing else 0)
+
+
+def _targets(g: Globals) -> str:
+    return ", ".join(g.hosts) if g.hosts else "this machine"
+
+
+def logs_cmd(g: Globals, ident: str, *, follow: bool) -> int:
+    host = _single_host(g)
+    ex = open_executor(host, ssh_config=g.ssh_config)
+    try:
+        job = jobs.find_job(ex, ident)
+        return jobs.show_logs(ex, job, follow=follow)
+    finally:
+        ex.close()
+
+
+def prune_cmd(g: Globals) -> int:
+    def work(ex: Executor) -> list[jobs.Job]:
+        finished = [j for j in jobs.list_jobs(ex, include_stopped=True) if j.state != "running"]
+        if finished:
+            result = jobs.remove_jobs(ex, finished)
+            if result.returncode != 0:
+                raise jobs.parse_docker_error(result)
+        return finished
+
+    results = fan_out(g, work)
+    for r in results:
+        for job in r.value or []:
+            _out(f"removed {job.job_id} ({job.status}){' on ' + r.host if r.host != 'local' else ''}")
+    return _report_failures(results)
+
+
+def info_cmd(g: Globals, *, verbose: bool, fmt: str) -> int:
+    from taoremote import config, tasks
+
+    task_map = tasks.load_task_map(_user_task_config())
+    mounts_path = config.find_mounts_file(g.mounts, os.environ, os.path.expanduser("~"))
+    mounts = config.load_mounts_config(mounts_path, os.environ)
+    data: dict[str, object] = {
+        "version": _version(),
+        "mounts_file": mounts_path or "(none: no mounts, no envs)",
+        "task_map": task_map.source,
+        "override_registry": os.environ.get("OVERRIDE_REGISTRY") or "",
+        "hosts": list(g.hosts) or ["local"],
+        "task_groups": sorted(k for k in task_map.groups if tasks.is_task_group(task_map, k)),
+        "mounts": [f"{m.source} -> {m.destination}{' (ro)' if m.read_only else ''}" for m in mounts.mounts],
+        "envs": [
+            f"{e.name}{' (secret)' if e.secret else ''}{' from $' + e.from_env if e.from_env else ''}"
+            for e in mounts.envs
+        ],
+    }
+    if verbose:
+        data["tasks"] = {
+            f"{group} {task}": str(ref)
+            for group, entries in task_map.groups.items()
+            for task, ref in sorted(entries.items())
+        }
+    if fmt == "json":
+        _out(render_mapping(data, "json"))
+        return 0
+    tasks_view = data.pop("tasks", None)
+    _out(render_mapping(data, "table"))
+    if isinstance(tasks_view, dict):
+        rows = [{"task": k, "image": v} for k, v in tasks_view.items()]
+        _out("")
+        _out(render(rows, "table"))
+    return 0
+
+
+def _version() -> str:
+    from taoremote import __version__
+
+    return __version__
+
+
+def doctor_cmd(g: Globals, *, fmt: str) -> int:
+    from taoremote import doctor
+
+    return doctor.run_doctor(g, fmt=_fmt(fmt), fan_out=fan_out, out=_out, err=_err)
+
+
+def _fmt(fmt: str) -> Format:
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format {fmt!r}: expected table or json")
+    return "json" if fmt == "json" else "table"

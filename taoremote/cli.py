@@ -1,0 +1,258 @@
+"""The command line: the only module that imports typer. Each command loads, builds, executes, renders."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from taoremote import __version__
+from taoremote.errors import Interrupted, TaoRemoteError, UsageError
+
+HELP = """Launch NVIDIA TAO Toolkit tasks in GPU containers, on this machine or on SSH hosts.
+
+\b
+  taoremote [OPTIONS] [model|dataset|deploy] TASK SUBTASK [ARGS...]
+  taoremote [OPTIONS] TASK run COMMAND...        any command in the task's image
+  taoremote [OPTIONS] TASK                       interactive shell (needs a terminal)
+\b
+Examples:
+  taoremote detectnet_v2 train -e /workspace/specs/train.txt -r /workspace/results -k KEY
+  taoremote --host gpu1 -d model dino train -e /workspace/specs/train.yaml
+  taoremote --host gpu1 logs -f JOB        reattach to a job's output
+\b
+Arguments after the task pass through unchanged, one element each: no shell re-splits them.
+Config: --mounts, $LAUNCHER_MOUNTS or ~/.tao_mounts.json (the TAO launcher's format);
+task images: ~/.tao/config.json or the bundled TAO map, $OVERRIDE_REGISTRY, --image.
+Exit codes: the task's own; 2 usage; 68 SSH; 69 docker or driver; 78 config; 130 Ctrl-C;
+255 SSH link lost while following (the job goes on)."""
+
+BUILTINS = ("list", "stop", "logs", "info", "doctor", "prune")
+
+
+class TaskDispatchGroup(TyperGroup):
+    """Anything that is not a built-in command is a task: it and everything after it go to the task
+    command untouched, so click never re-parses the task's own options (including its --help)."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.commands:
+            ctx.meta["task_argv"] = list(args)
+            return "_task", self.commands["_task"], []
+        return super().resolve_command(ctx, args)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [name for name in super().list_commands(ctx) if name != "_task"]
+
+
+app = typer.Typer(
+    cls=TaskDispatchGroup,
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass(frozen=True)
+class Globals:
+    mounts: str | None
+    hosts: tuple[str, ...]
+    ssh_config: str | None
+    image: str | None
+    gpus: str
+    detach: bool
+    dry_run: bool
+    preflight: bool
+    fmt: str
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"taoremote {__version__}")
+        raise typer.Exit()
+
+
+FormatOpt = Annotated[str | None, typer.Option("--format", help="table or json", show_default=False)]
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    mounts: Annotated[
+        str | None,
+        typer.Option("--mounts", help="mounts file (default $LAUNCHER_MOUNTS, ~/.tao_mounts.json)"),
+    ] = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            help="SSH host: ~/.ssh/config alias or [user@]host[:port]; "
+            "repeat for list/stop/prune/doctor (default $TAOREMOTE_HOSTS)",
+        ),
+    ] = None,
+    ssh_config: Annotated[
+        str | None, typer.Option("--ssh-config", help="ssh config file to read instead of ~/.ssh/config")
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="run the task in this image instead of the mapped one")
+    ] = None,
+    gpus: Annotated[
+        str, typer.Option("--gpus", help="all, none, a count (2), device=0,2, or auto:N (the N least-loaded)")
+    ] = "all",
+    detach: Annotated[
+        bool, typer.Option("-d", "--detach", help="start the job, print its id and return")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the exact command (secrets masked) and run nothing")
+    ] = False,
+    no_preflight: Annotated[
+        bool, typer.Option("--no-preflight", help="skip the NVIDIA driver / CUDA check")
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="output of list/info/doctor: table or json")] = "table",
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="show the version and exit")
+    ] = False,
+) -> None:
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format {fmt!r}: expected table or json")
+    hosts = tuple(host or ()) or tuple(
+        h for h in os.environ.get("TAOREMOTE_HOSTS", "").replace(",", " ").split() if h
+    )
+    ctx.obj = Globals(mounts, hosts, ssh_config, image, gpus, detach, dry_run, not no_preflight, fmt)
+
+
+def _globals(ctx: typer.Context) -> Globals:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Globals)
+    return obj
+
+
+@app.command(
+    "_task",
+    hidden=True,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+)
+def task_command(ctx: typer.Context) -> None:
+    from taoremote import actions
+
+    g = _globals(ctx)
+    code = actions.run_task(ctx.meta["task_argv"], g)
+    raise typer.Exit(code)
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    all_: Annotated[
+        bool, typer.Option("--all", "-a", help="include finished jobs and their exit codes")
+    ] = False,
+    fmt: FormatOpt = None,
+) -> None:
+    """List taoremote jobs on the target host(s): one `docker ps` per host, in parallel."""
+    from taoremote import actions
+
+    g = _globals(ctx)
+    raise typer.Exit(actions.list_cmd(g, include_stopped=all_, fmt=fmt or g.fmt))
+
+
+@app.command("stop")
+def stop_command(
+    ctx: typer.Context,
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="more job ids (as after --container_id)", show_default=False)
+    ] = None,
+    container_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--container_id", "--container-id", help="job id, container name or container id prefix"
+        ),
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="stop every running taoremote job (never other containers)")
+    ] = False,
+) -> None:
+    """Stop jobs: `stop --container_id ID [ID ...]` or `stop --all`.
+
+    Unknown ids are reported; the others are still stopped."""
+    from taoremote import actions
+
+    wanted = [*(container_id or []), *(ids or [])]
+    if not wanted and not all_:
+        raise UsageError("give --container_id ID [ID ...] or --all")
+    raise typer.Exit(actions.stop_cmd(_globals(ctx), wanted, stop_all=all_))
+
+
+@app.command("logs")
+def logs_command(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="job id, container name or container id prefix")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep following; exit with the job's exit code")
+    ] = False,
+) -> None:
+    """Show a job's output; with -f, follow it to the end (Ctrl-C stops following, not the job)."""
+    from taoremote import actions
+
+    raise typer.Exit(actions.logs_cmd(_globals(ctx), job, follow=follow))
+
+
+@app.command("prune")
+def prune_command(ctx: typer.Context) -> None:
+    """Remove finished taoremote jobs (their containers and exit codes) on the target host(s)."""
+    from taoremote import actions
+
+    raise typer.Exit(actions.prune_cmd(_globals(ctx)))
+
+
+@app.command("info")
+def info_command(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="also list every task and its image")
+    ] = False,
+    fmt: FormatOpt = None,
+) -> None:
+    """Show the config files in effect, task groups and images."""
+    from taoremote import actions
+
+    g = _globals(ctx)
+    raise typer.Exit(actions.info_cmd(g, verbose=verbose, fmt=fmt or g.fmt))
+
+
+@app.command("doctor")
+def doctor_command(ctx: typer.Context, fmt: FormatOpt = None) -> None:
+    """Can the host(s) run TAO? docker, NVIDIA runtime, driver, CUDA of each image, mounts, ports."""
+    from taoremote import actions
+
+    g = _globals(ctx)
+    raise typer.Exit(actions.doctor_cmd(g, fmt=fmt or g.fmt))
+
+
+def main() -> None:
+    from taoremote.hosts import Terminated, install_sigterm_handler
+
+    install_sigterm_handler()
+    try:
+        app(standalone_mode=True)
+    except TaoRemoteError as exc:
+        _fail(exc)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        print("taoremote: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Terminated as exc:
+        print("taoremote: terminated", file=sys.stderr)
+        raise SystemExit(128 + exc.signum) from None
+
+
+def _fail(exc: TaoRemoteError) -> None:
+    if not isinstance(exc, Interrupted):
+        print(f"taoremote: error: {exc}", file=sys.stderr)
+    raise SystemExit(exc.exit_code)

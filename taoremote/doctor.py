@@ -1,0 +1,250 @@
+"""`taoremote doctor`: can this host (or these hosts) run TAO? One verdict per line, with the fix.
+
+Each host costs three docker-free round trips at most (docker info, the preflight probe, the env of
+every task image at once) plus one read of the listening ports, and hosts are checked in parallel.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from taoremote import preflight
+from taoremote.command import build_info_argv
+from taoremote.config import MountsConfig
+from taoremote.errors import PreflightError
+from taoremote.hosts import Executor
+from taoremote.jobs import parse_docker_error
+from taoremote.output import Format, render
+
+if TYPE_CHECKING:
+    from taoremote.cli import Globals
+
+WANDB_VARIABLES = ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_MODE", "WANDB_PROJECT")
+
+
+@dataclass(frozen=True)
+class Check:
+    host: str
+    check: str
+    status: str  # ok | FAIL | warn | skip
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+    @property
+    def failed(self) -> bool:
+        return self.required and self.status == "FAIL"
+
+
+def build_images_env_argv(images: Sequence[str]) -> tuple[str, ...]:
+    """The env of every image in one round trip: `IMAGE<TAB>json-env` per line, empty env when absent."""
+    script = (
+        'for i in "$@"; do e=$(docker image inspect --format "{{json .Config.Env}}" "$i" 2>/dev/null);'
+        ' printf "%s\\t%s\\n" "$i" "$e"; done'
+    )
+    return ("sh", "-c", script, "sh", *images)
+
+
+def parse_images_env(stdout: str) -> dict[str, dict[str, str] | None]:
+    found: dict[str, dict[str, str] | None] = {}
+    for line in stdout.splitlines():
+        image, _, env = line.partition("\t")
+        if image:
+            found[image] = preflight.parse_image_env(env) if env.strip() else None
+    return found
+
+
+def build_listening_ports_argv() -> tuple[str, ...]:
+    return ("sh", "-c", "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null")
+
+
+def parse_listening_ports(proc_net_tcp: str) -> set[int]:
+    """Ports in LISTEN state (st 0A) from /proc/net/tcp{,6}: no ss/netstat needed on the host."""
+    ports = set()
+    for line in proc_net_tcp.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A" and ":" in fields[1]:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def check_host(ex: Executor, images: Sequence[str], config: MountsConfig) -> list[Check]:
+    host = ex.host
+    checks: list[Check] = []
+    info = ex.run(build_info_argv(), timeout=30)
+    if info.returncode != 0:
+        error = parse_docker_error(info)
+        checks.append(Check(host, "docker", "FAIL", str(error), "start dockerd / install Docker Engine"))
+        return [*checks, Check(host, "everything else", "skip", "needs docker", required=False)]
+    checks.append(Check(host, "docker", "ok", f"Docker Engine {info.stdout.strip().strip(chr(34))}"))
+
+    sources = [m.source for m in config.mounts]
+    probe_run = ex.run(preflight.build_probe_argv(images[0] if images else "", sources), timeout=60)
+    probe = preflight.parse_probe(probe_run.stdout, host=host)
+    facts: preflight.HostGpuFacts | None = None
+    try:
+        facts = preflight.host_facts(probe, host=host)
+        gpus = f", {len(facts.gpus)} GPU(s)" if facts.gpus else ""
+        cuda = facts.cuda_version or "unknown"
+        checks.append(Check(host, "NVIDIA driver", "ok", f"driver {facts.driver_version}, CUDA {cuda}{gpus}"))
+    except PreflightError as exc:
+        message, _, fix = str(exc).removeprefix(f"host {host}: ").partition(" - ")
+        checks.append(
+            Check(host, "NVIDIA driver", "FAIL", message, fix or "install or repair the NVIDIA driver")
+        )
+    checks.append(_runtime_check(host, probe))
+    checks.extend(_mount_checks(host, config, probe))
+    checks.extend(_image_checks(ex, images, facts, probe))
+    checks.extend(_env_checks(host, config))
+    checks.extend(_port_checks(ex, config))
+    return checks
+
+
+def _runtime_check(host: str, probe: preflight.Probe) -> Check:
+    if probe.hook_path or "nvidia" in probe.runtimes:
+        where = probe.hook_path or "nvidia runtime"
+        return Check(host, "NVIDIA container runtime", "ok", f"--gpus is available ({where})")
+    return Check(
+        host,
+        "NVIDIA container runtime",
+        "FAIL",
+        "docker run --gpus would fail: could not select device driver with capabilities [[gpu]]",
+        "install the NVIDIA Container Toolkit, then `nvidia-ctk runtime configure --runtime=docker` "
+        "and restart dockerd",
+    )
+
+
+def _mount_checks(host: str, config: MountsConfig, probe: preflight.Probe) -> list[Check]:
+    checks = []
+    for index, mount in enumerate(config.mounts):
+        state = probe.paths.get(mount.source)
+        name = f"mount {index}: {mount.destination}"
+        if state is not None and state.exists:
+            checks.append(Check(host, name, "ok", f"{state.resolved} exists"))
+        else:
+            checks.append(
+                Check(host, name, "FAIL", f"source {mount.source} does not exist", "create it or fix Mounts")
+            )
+    return checks
+
+
+def _image_checks(
+    ex: Executor, images: Sequence[str], facts: preflight.HostGpuFacts | None, probe: preflight.Probe
+) -> list[Check]:
+    result = ex.run(build_images_env_argv(images), timeout=60)
+    envs = parse_images_env(result.stdout)
+    checks = []
+    for image in images:
+        env = envs.get(image)
+        cuda = (
+            preflight.image_cuda_from_env(image, env)
+            if env is not None
+            else preflight.image_cuda_from_table(image) or preflight.ImageCuda(image, None, {}, "unknown")
+        )
+        where = "pulled" if env is not None else "not pulled; CUDA from the bundled table"
+        if facts is None:
+            checks.append(
+                Check(ex.host, image, "skip", f"{where}; no driver to compare with", required=False)
+            )
+            continue
+        verdict = preflight.check_cuda_compat(
+            ex.host, facts, cuda, host_disable_require=probe.host_disable_require
+        )
+        detail = f"{where}; CUDA {cuda.cuda_version or 'unknown'}"
+        if verdict.ok:
+            checks.append(Check(ex.host, image, "ok", "; ".join([detail, *verdict.notes])))
+        else:
+            message, _, fix = verdict.message.removeprefix(f"host {ex.host}: ").partition(" - ")
+            fix = fix.replace(f"; {preflight.SKIP_HINT}", "")
+            checks.append(Check(ex.host, image, "FAIL", message, fix or "see the message"))
+    return checks
+
+
+def _env_checks(host: str, config: MountsConfig) -> list[Check]:
+    names = {e.name for e in config.envs}
+    if config.options.user and names & set(WANDB_VARIABLES):
+        return [
+            Check(
+                host,
+                "W&B with DockerOptions.user",
+                "warn",
+                f"user {config.options.user} is set and W&B is configured; TAO's W&B integration needs root",
+                "remove DockerOptions.user for runs that log to W&B",
+                required=False,
+            )
+        ]
+    return []
+
+
+def _port_checks(ex: Executor, config: MountsConfig) -> list[Check]:
+    wanted = [int(p.host_port) for p in config.options.ports if p.host_port]
+    if not wanted:
+        return []
+    result = ex.run(build_listening_ports_argv(), timeout=30)
+    busy = parse_listening_ports(result.stdout)
+    return [
+        Check(
+            ex.host,
+            f"port {port}",
+            "warn" if port in busy else "ok",
+            "already in use on the host" if port in busy else "free",
+            "stop what listens there or change DockerOptions.ports" if port in busy else "",
+            required=False,
+        )
+        for port in wanted
+    ]
+
+
+def task_images(groups: Mapping[str, Mapping[str, Any]], override_registry: str | None) -> list[str]:
+    from taoremote.tasks import ImageRef
+
+    refs: list[str] = []
+    for entries in groups.values():
+        for ref in entries.values():
+            if override_registry:
+                ref = ImageRef(override_registry, ref.repository, ref.tag, ref.digest)
+            if str(ref) not in refs:
+                refs.append(str(ref))
+    return refs
+
+
+def run_doctor(
+    g: Globals,
+    *,
+    fmt: Format,
+    fan_out: Callable[..., Any],
+    out: Callable[[str], None],
+    err: Callable[[str], None],
+) -> int:
+    from taoremote import config as config_mod
+    from taoremote import tasks
+
+    user_map = os.path.expanduser("~/.tao/config.json")
+    task_map = tasks.load_task_map(user_map if os.path.isfile(user_map) else None)
+    mounts = config_mod.load_mounts_config(
+        config_mod.find_mounts_file(g.mounts, os.environ, os.path.expanduser("~")), os.environ
+    )
+    images = (
+        [g.image] if g.image else task_images(task_map.groups, os.environ.get("OVERRIDE_REGISTRY") or None)
+    )
+    results = fan_out(g, lambda ex: check_host(ex, images, mounts))
+    checks = [c for r in results for c in (r.value or [])]
+    for r in results:
+        if r.error is not None:
+            checks.append(Check(r.host, "connect", "FAIL", str(r.error), "see the error"))
+    rows = [_row(c, fmt) for c in checks]
+    out(render(rows, fmt, empty="No checks ran."))
+    failed = [c for c in checks if c.failed]
+    if failed:
+        err(f"{len(failed)} required check(s) failed")
+    return 1 if failed else 0
+
+
+def _row(check: Check, fmt: Format) -> dict[str, object]:
+    row: dict[str, object] = asdict(check)
+    if fmt == "table":
+        row.pop("required")
+    return row

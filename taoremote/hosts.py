@@ -1,0 +1,469 @@
+"""Executors: the only module that starts processes or opens SSH connections.
+
+LocalExecutor runs argv lists with subprocess (never a shell). SshExecutor runs the same argv
+on a remote host through fabric, shell-joined exactly once; fabric and paramiko are imported
+only when a remote host is used (they cost more start-up time than everything else together).
+Both return the same Completed value, so jobs.py never needs to know where it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from taoremote.errors import DockerError, HostError, LinkLostError
+
+
+@dataclass(frozen=True)
+class Completed:
+    host: str
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class EnvHandoff:
+    """How env values reach `docker run` without ever appearing in an argv."""
+
+    run_flags: tuple[str, ...]  # ("-e", "NAME", ...) locally, ("--env-file", path) remotely
+    client_env: Mapping[str, str]  # set in the docker client's own environment (local only)
+    cleanup_path: str | None  # remote env-file to delete once the container exists
+
+
+class Executor(Protocol):
+    host: str
+    # True where the link to the host can drop (SSH): jobs then start detached and are followed,
+    # so a lost connection never takes the job with it.
+    follow_detached: bool
+
+    def run(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None
+    ) -> Completed:
+        """Run to completion, output captured."""
+        ...
+
+    def stream(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        tty: bool = False,
+        on_interrupt: Callable[[], None] | None = None,
+    ) -> int:
+        """Run with output going to our stdout/stderr; return the exit code.
+
+        On Ctrl-C/SIGTERM, on_interrupt (which stops the container) runs before the
+        interruption propagates, and the child is reaped: nothing is left behind.
+        """
+        ...
+
+    def run_visible(self, argv: Sequence[str]) -> Completed:
+        """Run with stdout shown live (progress) and stderr captured (to turn into one clear error)."""
+        ...
+
+    def hand_off_env(self, values: Mapping[str, str]) -> EnvHandoff: ...
+
+    def remove_file(self, path: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM so cleanup runs like it does for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def install_sigterm_handler() -> None:
+    def _raise(signum: int, _frame: object) -> None:
+        raise Terminated(signum)
+
+    signal.signal(signal.SIGTERM, _raise)
+    with contextlib.suppress(AttributeError, ValueError):
+        signal.signal(signal.SIGHUP, _raise)
+
+
+class LocalExecutor:
+    host = "local"
+    follow_detached = False
+
+    def run(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None
+    ) -> Completed:
+        try:
+            proc = subprocess.run(
+                list(argv),
+                capture_output=True,
+                text=True,
+                errors="replace",
+                stdin=subprocess.DEVNULL,
+                env=_merged_env(env),
+                timeout=timeout,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise _missing_binary(argv[0]) from None
+        except subprocess.TimeoutExpired:
+            raise DockerError(f"`{' '.join(argv[:3])}` did not answer within {timeout:.0f} s") from None
+        return Completed(self.host, tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+
+    def stream(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        tty: bool = False,
+        on_interrupt: Callable[[], None] | None = None,
+    ) -> int:
+        # Without a terminal the child gets its own session: Ctrl-C then reaches only us, and we stop
+        # the container deliberately instead of racing docker's own signal proxy. With a terminal the
+        # child must stay in our foreground group to own it (interactive shells handle ^C themselves).
+        try:
+            proc = subprocess.Popen(list(argv), env=_merged_env(env), start_new_session=not tty)
+        except FileNotFoundError:
+            raise _missing_binary(argv[0]) from None
+        try:
+            return proc.wait()
+        except BaseException:
+            if on_interrupt is not None:
+                on_interrupt()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
+
+    def run_visible(self, argv: Sequence[str]) -> Completed:
+        try:
+            proc = subprocess.Popen(
+                list(argv), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace"
+            )
+        except FileNotFoundError:
+            raise _missing_binary(argv[0]) from None
+        try:
+            _, err = proc.communicate()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        return Completed(self.host, tuple(argv), proc.returncode, "", err)
+
+    def hand_off_env(self, values: Mapping[str, str]) -> EnvHandoff:
+        flags = tuple(item for name in values for item in ("-e", name))
+        return EnvHandoff(flags, dict(values), None)
+
+    def remove_file(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def close(self) -> None:
+        return None
+
+
+def _merged_env(extra: Mapping[str, str] | None) -> dict[str, str] | None:
+    if not extra:
+        return None
+    return {**os.environ, **extra}
+
+
+def _missing_binary(name: str) -> DockerError:
+    if name == "docker":
+        return DockerError(
+            "docker: command not found on this machine; "
+            "install Docker Engine (docs.docker.com/engine/install)"
+        )
+    return DockerError(f"{name}: command not found")
+
+
+def stdio_is_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+# ---------------------------------------------------------------------------------------------- SSH
+
+DEFAULT_CONNECT_TIMEOUT_S = 10
+KEEPALIVE_S = 15  # long `logs -f` sessions must survive idle NAT links
+
+
+@dataclass(frozen=True)
+class HostKeyPolicy:
+    strict: str  # "yes" | "accept-new" | "no"
+    known_hosts: tuple[str, ...]
+
+
+def parse_host_spec(spec: str) -> tuple[str | None, str, int | None]:
+    """`[user@]host[:port]` -> (user, host, port); an ~/.ssh/config alias is just a host."""
+    user, _, rest = spec.rpartition("@")
+    host, port = rest, None
+    if rest.startswith("["):  # [ipv6]:port
+        inner, _, tail = rest[1:].partition("]")
+        host, port = inner, int(tail[1:]) if tail.startswith(":") and tail[1:].isdigit() else None
+    elif rest.count(":") == 1:
+        name, _, port_text = rest.partition(":")
+        if not port_text.isdigit():
+            raise HostError(f"--host {spec}: port must be a number")
+        host, port = name, int(port_text)
+    if not host:
+        raise HostError(f"--host {spec!r}: no host name")
+    return user or None, host, port
+
+
+class SshExecutor:
+    follow_detached = True
+
+    def __init__(self, spec: str, *, ssh_config: str | None = None) -> None:
+        import fabric  # deferred: see module docstring
+
+        self.host = spec
+        user, hostname, port = parse_host_spec(spec)
+        config = fabric.Config(runtime_ssh_path=ssh_config) if ssh_config else fabric.Config()
+        if ssh_config and not os.path.isfile(ssh_config):
+            raise HostError(f"--ssh-config {ssh_config}: no such file")
+        try:
+            self._conn = fabric.Connection(hostname, user=user, port=port, config=config)
+        except Exception as exc:  # fabric raises plain errors for bad ssh_config content
+            raise HostError(f"host {spec}: bad ssh configuration: {exc}") from None
+        ssh_cfg = self._conn.ssh_config
+        self._timeout = float(ssh_cfg.get("connecttimeout", DEFAULT_CONNECT_TIMEOUT_S))
+        self._conn.connect_timeout = self._timeout
+        self._policy = _host_key_policy(ssh_cfg)
+        self._secure(self._conn)
+        self._sftp: object | None = None
+
+    def _secure(self, conn: object) -> None:
+        """fabric's default is AutoAddPolicy with known_hosts ignored; put OpenSSH's rules back."""
+        import paramiko
+
+        client = conn.client  # type: ignore[attr-defined]
+        if self._policy.strict == "no":
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        else:
+            for path in self._policy.known_hosts:
+                if os.path.isfile(path):
+                    client.load_host_keys(path) if path == self._policy.known_hosts[0] else _merge_keys(
+                        client, path
+                    )
+            if self._policy.strict == "accept-new":
+                client.set_missing_host_key_policy(_AcceptNewPolicy(self._policy.known_hosts[0]))
+            else:
+                client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        gateway = getattr(conn, "gateway", None)
+        if gateway is not None and hasattr(gateway, "client"):
+            self._secure(gateway)
+
+    def _open(self) -> None:
+        if self._conn.is_connected:
+            return
+        try:
+            self._conn.open()
+        except Exception as exc:
+            raise HostError(describe_ssh_failure(self.host, self._conn, exc, self._timeout)) from None
+        transport = self._conn.transport
+        if transport is not None:
+            interval = self._conn.ssh_config.get("serveraliveinterval")
+            transport.set_keepalive(int(interval) if interval and interval.isdigit() else KEEPALIVE_S)
+
+    def run(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None
+    ) -> Completed:
+        if env:
+            raise ValueError("env values must reach a remote host through an env-file, never inline")
+        self._open()
+        try:
+            result = self._conn.run(shlex.join(argv), hide=True, warn=True, in_stream=False, timeout=timeout)
+        except Exception as exc:
+            raise self._link_error(exc, timeout) from None
+        return Completed(self.host, tuple(argv), result.exited, result.stdout, result.stderr)
+
+    def stream(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        tty: bool = False,
+        on_interrupt: Callable[[], None] | None = None,
+    ) -> int:
+        if env:
+            raise ValueError("env values must reach a remote host through an env-file, never inline")
+        self._open()
+        command = shlex.join(argv)
+        if tty:
+            # interactive: invoke forwards ^C to the remote PTY as \x03, which is what a shell expects
+            return int(self._conn.run(command, hide=False, warn=True, pty=True).exited)
+        # invoke swallows Ctrl-C while it waits and then joins reader threads that never end while
+        # `docker logs -f` runs, so the command runs in a worker thread and the interrupt stays ours.
+        box: dict[str, object] = {}
+
+        def work() -> None:
+            try:
+                box["result"] = self._conn.run(command, hide=False, warn=True, in_stream=False)
+            except BaseException as exc:
+                box["error"] = exc
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        transport = self._conn.transport
+        try:
+            while worker.is_alive():
+                worker.join(0.1)
+                if transport is None or not transport.is_active():
+                    raise LinkLostError(f"the SSH connection to {self.host} was lost")
+        except (KeyboardInterrupt, Terminated):
+            if on_interrupt is not None:
+                on_interrupt()  # stops the container, which ends the remote command too
+            worker.join(30)
+            raise
+        if "error" in box:
+            raise self._link_error(box["error"], None)  # type: ignore[arg-type]
+        result = box["result"]
+        exited = int(result.exited)  # type: ignore[attr-defined]
+        if exited == -1 or transport is None or not transport.is_active():
+            raise LinkLostError(f"the SSH connection to {self.host} was lost")
+        return exited
+
+    def run_visible(self, argv: Sequence[str]) -> Completed:
+        self._open()
+        try:
+            result = self._conn.run(shlex.join(argv), hide="err", warn=True, in_stream=False)
+        except Exception as exc:
+            raise self._link_error(exc, None) from None
+        return Completed(self.host, tuple(argv), result.exited, "", result.stderr)
+
+    def _link_error(self, exc: Exception, timeout: float | None) -> TaoRemoteErrorLike:
+        name = type(exc).__name__
+        if name == "CommandTimedOut":
+            return HostError(f"host {self.host}: no answer within {timeout:.0f} s")
+        transport = self._conn.transport
+        if transport is None or not transport.is_active():
+            return LinkLostError(f"the SSH connection to {self.host} was lost ({name})")
+        return HostError(f"host {self.host}: {name}: {exc}")
+
+    def _sftp_client(self) -> object:
+        self._open()
+        if self._sftp is None:
+            self._sftp = self._conn.sftp()
+        return self._sftp
+
+    def hand_off_env(self, values: Mapping[str, str]) -> EnvHandoff:
+        if not values:
+            return EnvHandoff((), {}, None)
+        from taoremote.command import format_env_file  # pure; imported here to keep hosts.py small
+
+        sftp = self._sftp_client()
+        # A private directory first: the file is never readable by others, not even for an instant.
+        directory = f"/tmp/taoremote-env-{secrets.token_hex(8)}"
+        path = f"{directory}/env"
+        try:
+            sftp.mkdir(directory, mode=0o700)  # type: ignore[attr-defined]
+            with sftp.open(path, "w") as fh:  # type: ignore[attr-defined]
+                fh.chmod(0o600)
+                fh.write(format_env_file(values))
+        except OSError as exc:
+            raise HostError(f"host {self.host}: cannot upload the env-file over SFTP: {exc}") from None
+        return EnvHandoff(("--env-file", path), {}, path)
+
+    def remove_file(self, path: str) -> None:
+        sftp = self._sftp_client()
+        with contextlib.suppress(OSError):
+            sftp.remove(path)  # type: ignore[attr-defined]
+        with contextlib.suppress(OSError):
+            sftp.rmdir(os.path.dirname(path))  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._sftp is not None:
+                self._sftp.close()  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            self._conn.close()
+
+
+TaoRemoteErrorLike = HostError | LinkLostError
+
+
+def _merge_keys(client: object, path: str) -> None:
+    # load_host_keys remembers only one file (the one accept-new writes to); others are merged in
+    import paramiko
+
+    extra = paramiko.HostKeys(path)
+    keys = client.get_host_keys()  # type: ignore[attr-defined]
+    for hostname, entries in extra.items():
+        for keytype, key in entries.items():
+            keys.add(hostname, keytype, key)
+
+
+def _host_key_policy(ssh_cfg: Mapping[str, object]) -> HostKeyPolicy:
+    strict = str(ssh_cfg.get("stricthostkeychecking", "yes")).lower()
+    strict = {"off": "no", "false": "no", "ask": "yes", "true": "yes", "on": "yes"}.get(strict, strict)
+    files = ssh_cfg.get("userknownhostsfile")
+    if isinstance(files, list):
+        files = " ".join(files)
+    paths = tuple(os.path.expanduser(p) for p in str(files).split()) if files else ()
+    return HostKeyPolicy(strict, paths or (os.path.expanduser("~/.ssh/known_hosts"),))
+
+
+class _AcceptNewPolicy:
+    """StrictHostKeyChecking accept-new: trust and record unknown hosts; changed keys still fail."""
+
+    def __init__(self, known_hosts: str) -> None:
+        self._path = known_hosts
+
+    def missing_host_key(self, client: object, hostname: str, key: object) -> None:
+        keys = client.get_host_keys()  # type: ignore[attr-defined]
+        keys.add(hostname, key.get_name(), key)  # type: ignore[attr-defined]
+        os.makedirs(os.path.dirname(self._path) or ".", exist_ok=True)
+        with open(self._path, "a", encoding="ascii") as fh:
+            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")  # type: ignore[attr-defined]
+
+
+def describe_ssh_failure(spec: str, conn: object, exc: Exception, timeout: float) -> str:
+    """One line per way an SSH connect fails, with what to do about it."""
+    import socket
+
+    import paramiko
+
+    target = f"{getattr(conn, 'user', '?')}@{getattr(conn, 'host', spec)}:{getattr(conn, 'port', 22)}"
+    prefix = f"host {spec} ({target})"
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return (
+            f"{prefix}: HOST KEY CHANGED (got {exc.key.get_name()} {exc.key.get_fingerprint().hex()}); "
+            "if the host was reinstalled, remove its old line with `ssh-keygen -R HOST` and trust it again"
+        )
+    if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
+        host = getattr(conn, "host", spec)
+        port = getattr(conn, "port", 22)
+        scan = f"ssh-keyscan -p {port} {host}" if port != 22 else f"ssh-keyscan {host}"
+        return (
+            f"{prefix}: unknown host key; check it and trust it with `{scan} >> ~/.ssh/known_hosts` "
+            "(or set StrictHostKeyChecking accept-new for this host in your ssh config)"
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        return f"{prefix}: authentication failed ({exc}); check User and IdentityFile in your ssh config"
+    if isinstance(exc, socket.gaierror):
+        return f"{prefix}: cannot resolve host name ({exc.strerror})"
+    if isinstance(exc, (paramiko.ssh_exception.NoValidConnectionsError, ConnectionRefusedError)):
+        return f"{prefix}: connection refused (is sshd running on that port?)"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"{prefix}: no answer within {timeout:.0f} s (ConnectTimeout)"
+    if isinstance(exc, OSError):
+        return f"{prefix}: {exc.strerror or exc}"
+    return f"{prefix}: {type(exc).__name__}: {exc}"
+
+
+def open_executor(host: str | None, *, ssh_config: str | None = None) -> Executor:
+    if host is None or host in ("local", "localhost-docker"):
+        return LocalExecutor()
+    return SshExecutor(host, ssh_config=ssh_config)

@@ -1,0 +1,247 @@
+"""Jobs through an Executor: launch, follow, list, stop, logs. Local or remote is not known here.
+
+A job is a container named `taoremote-<task>-<id>` carrying the label `taoremote.job=<id>`; it is
+found again with one `docker ps --filter label=...` per host, never by image name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from taoremote.command import (
+    JOB_LABEL,
+    RunSpec,
+    build_logs_argv,
+    build_ps_argv,
+    build_pull_argv,
+    build_rm_argv,
+    build_run_argv,
+    build_stop_argv,
+    build_wait_argv,
+    container_name,
+)
+from taoremote.errors import DockerError, JobNotFoundError, PreflightError
+from taoremote.hosts import Completed, Executor
+
+# Exit codes the docker CLI uses for its own failures (docker run reference, "Exit Status").
+DOCKER_CLI_FAILED = 125
+
+
+@dataclass(frozen=True)
+class Job:
+    host: str
+    job_id: str
+    name: str
+    container_id: str
+    task: str
+    command: str
+    image: str
+    state: str  # created | running | exited | ...
+    status: str  # docker's human text: "Up 3 minutes", "Exited (3) 2 hours ago"
+    exit_code: int | None
+    created: str
+    gpus: str
+
+
+def parse_ps(host: str, stdout: str) -> list[Job]:
+    """Rows from `docker ps --format PS_TEMPLATE`: one JSON object per line."""
+    jobs = []
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        jobs.append(
+            Job(
+                host=host,
+                job_id=row.get("job") or "",
+                name=row.get("name") or "",
+                container_id=row.get("id") or "",
+                task=row.get("task") or "",
+                command=row.get("command") or "",
+                image=row.get("image") or "",
+                state=row.get("state") or "",
+                status=row.get("status") or "",
+                exit_code=_exit_code(row.get("status") or ""),
+                created=row.get("created") or "",
+                gpus=row.get("gpus") or "",
+            )
+        )
+    return jobs
+
+
+def _exit_code(status: str) -> int | None:
+    match = re.match(r"Exited \((-?\d+)\)", status)
+    return int(match.group(1)) if match else None
+
+
+def parse_docker_error(result: Completed, image: str | None = None) -> DockerError | PreflightError:
+    """One clear line for a failed docker CLI call, with the fix where we know it."""
+    text = result.stderr.strip() or result.stdout.strip() or f"exit code {result.returncode}"
+    where = f"host {result.host}" if result.host != "local" else "this machine"
+    lowered = text.lower()
+    if "cannot connect to the docker daemon" in lowered or "is the docker daemon running" in lowered:
+        return DockerError(
+            f"the Docker daemon on {where} is not running or not reachable ({_first_line(text)})"
+        )
+    if "permission denied" in lowered and "docker" in lowered and "sock" in lowered:
+        return DockerError(f"no permission to use Docker on {where}: add the user to the 'docker' group")
+    if "could not select device driver" in lowered:
+        return DockerError(
+            f"Docker on {where} has no NVIDIA GPU support (could not select device driver): install the "
+            "NVIDIA Container Toolkit and restart dockerd, or pass --gpus none"
+        )
+    if "requirement error" in lowered and "nvidia-container-cli" in lowered:
+        return PreflightError(f"{where}: {_first_line(text)} (the host driver is too old for this image)")
+    if any(
+        s in lowered
+        for s in ("no such image", "unable to find image", "pull access denied", "manifest unknown")
+    ):
+        return DockerError(f"image {image or '?'} is not available on {where}: {_first_line(text)}")
+    if "command not found" in lowered and "docker" in lowered:
+        return DockerError(f"docker is not installed on {where}")
+    return DockerError(f"docker failed on {where}: {_first_line(text)}")
+
+
+def _first_line(text: str) -> str:
+    # docker ends with "See 'docker run --help'." and may start with "Unable to find image ...":
+    # the error itself is the last line that is neither.
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    meaningful = [ln for ln in lines if not ln.startswith(("See '", "Run '"))] or lines or [text]
+    return meaningful[-1].removeprefix("docker: ")
+
+
+# ---------------------------------------------------------------------------------------------- launch
+
+
+def launch_job(
+    ex: Executor, spec: RunSpec, env_values: Mapping[str, str], *, echo: Callable[[str], None]
+) -> int:
+    """Run the job to completion (or start it, with spec.detach); return the code to exit with."""
+    handoff = ex.hand_off_env(env_values)
+    names = tuple(handoff.run_flags[1::2]) if handoff.run_flags[:1] == ("-e",) else ()
+    env_file = handoff.run_flags[1] if handoff.run_flags[:1] == ("--env-file",) else None
+    spec = replace(spec, env_names=names, env_file=env_file)
+    name = container_name(spec.task, spec.job_id)
+    if not spec.detach and not (ex.follow_detached and not spec.interactive):
+        try:
+            return _run_attached(ex, spec, handoff.client_env, name)
+        finally:
+            # only a remote interactive shell gets here with an env-file; it goes when the shell ends
+            if handoff.cleanup_path:
+                ex.remove_file(handoff.cleanup_path)
+    try:
+        _start_detached(ex, replace(spec, detach=True), handoff.client_env)
+    finally:
+        # the container holds its env now: the secret file must not outlive this moment
+        if handoff.cleanup_path:
+            ex.remove_file(handoff.cleanup_path)
+    if spec.detach:
+        echo(spec.job_id)
+        return 0
+    return follow_job(ex, name, job_id=spec.job_id, remove_after=True)
+
+
+def _start_detached(ex: Executor, spec: RunSpec, client_env: Mapping[str, str]) -> None:
+    result = ex.run(build_run_argv(spec), env=client_env)
+    if result.returncode != 0:
+        # `docker run -d` may have created the container before start failed: remove it
+        with contextlib.suppress(DockerError):
+            ex.run(build_rm_argv([container_name(spec.task, spec.job_id)]))
+        raise parse_docker_error(result, spec.image)
+
+
+def _run_attached(ex: Executor, spec: RunSpec, client_env: Mapping[str, str], name: str) -> int:
+    code = ex.stream(
+        build_run_argv(spec), env=client_env, tty=spec.tty, on_interrupt=lambda: stop_quietly(ex, [name])
+    )
+    if code == DOCKER_CLI_FAILED:
+        # 125 is the docker CLI's own failure (its message is already on stderr), not the task's
+        raise DockerError(f"docker could not start {spec.image} on {_where(ex)} (see docker's message above)")
+    return code
+
+
+def follow_job(ex: Executor, name: str, *, job_id: str, remove_after: bool) -> int:
+    """Show the job's output until it ends; return its exit code. Ctrl-C stops the job."""
+    ex.stream(build_logs_argv(name, follow=True), on_interrupt=lambda: stop_quietly(ex, [name]))
+    result = ex.run(build_wait_argv(name))
+    if result.returncode != 0:
+        raise parse_docker_error(result)
+    code = int(result.stdout.strip().splitlines()[-1])
+    if remove_after:
+        ex.run(build_rm_argv([name]))
+    return code
+
+
+def stop_quietly(ex: Executor, names: Sequence[str]) -> None:
+    """Best effort during an interruption: the job must not outlive a Ctrl-C, but a second error
+    here must not hide the first."""
+    with contextlib.suppress(Exception):
+        print(f"taoremote: stopping {', '.join(names)} on {ex.host} ...", file=sys.stderr)
+        ex.run(build_stop_argv(names), timeout=60)
+
+
+def pull_image(ex: Executor, image: str) -> None:
+    """Pull before `docker run`, so a failed pull is one clear error and never a half-created job."""
+    print(f"taoremote: {image} is not on {_where(ex)}; pulling it", file=sys.stderr)
+    result = ex.run_visible(build_pull_argv(image))
+    if result.returncode != 0:
+        reason = parse_docker_error(result, image)
+        if "not running or not reachable" in str(reason) or "permission" in str(reason):
+            raise reason
+        raise DockerError(
+            f"image {image} is not on {_where(ex)} and could not be pulled: {_first_line(result.stderr)}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- manage
+
+
+def list_jobs(ex: Executor, *, include_stopped: bool, timeout: float | None = None) -> list[Job]:
+    result = ex.run(build_ps_argv(include_stopped=include_stopped), timeout=timeout)
+    if result.returncode != 0:
+        raise parse_docker_error(result)
+    return parse_ps(ex.host, result.stdout)
+
+
+def match_job(jobs: Sequence[Job], ident: str) -> Job | None:
+    """A job by its id, container name, or a container-id prefix of at least 4 characters."""
+    for job in jobs:
+        if ident in (job.job_id, job.name) or (len(ident) >= 4 and job.container_id.startswith(ident)):
+            return job
+    return None
+
+
+def find_job(ex: Executor, ident: str) -> Job:
+    job = match_job(list_jobs(ex, include_stopped=True), ident)
+    if job is None:
+        raise JobNotFoundError(f"no taoremote job '{ident}' on {_where(ex)} (see `taoremote list --all`)")
+    return job
+
+
+def stop_jobs(ex: Executor, jobs: Sequence[Job]) -> Completed:
+    """One `docker stop` for all of them: docker stops the containers in parallel."""
+    return ex.run(build_stop_argv([j.name for j in jobs]), timeout=120)
+
+
+def remove_jobs(ex: Executor, jobs: Sequence[Job]) -> Completed:
+    return ex.run(build_rm_argv([j.name for j in jobs]), timeout=120)
+
+
+def show_logs(ex: Executor, job: Job, *, follow: bool) -> int:
+    if follow:
+        return follow_job(ex, job.name, job_id=job.job_id, remove_after=False)
+    code = ex.stream(build_logs_argv(job.name, follow=False))
+    return code
+
+
+def job_label_filter() -> str:
+    return JOB_LABEL
+
+
+def _where(ex: Executor) -> str:
+    return "this machine" if ex.host == "local" else f"host {ex.host}"

@@ -1,0 +1,269 @@
+"""From `taoremote [options] <task> <subtask> args...` to a checked RunSpec, then to a job.
+
+parse_task_argv is pure. plan_launch reads config files and asks the target host (through its
+Executor, in one round trip) where mount sources are and whether its driver can run the image.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import secrets
+import shlex
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from taoremote import preflight
+from taoremote.command import BoundMount, RunSpec, build_run_argv, container_name, render_command
+from taoremote.config import Mount, MountsConfig, missing_from_env
+from taoremote.errors import ConfigError, PreflightError, UsageError
+from taoremote.hosts import Executor
+from taoremote.tasks import TaskMap, is_task_group, resolve_image
+
+# The launcher's interactive case runs bash; busybox-based and minimal images only have sh.
+INTERACTIVE_SHELL = ("/bin/sh", "-c", "command -v bash >/dev/null 2>&1 && exec bash || exec sh")
+_GPUS = re.compile(r"^(all|none|[1-9][0-9]*|device=[0-9A-Za-z,:-]+|auto:[1-9][0-9]*)$")
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    group: str | None
+    task: str
+    command: tuple[str, ...]  # empty: interactive shell
+    subtask: str | None
+    extra_mounts: tuple[Mount, ...] = ()
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    host: str | None = None
+    image: str | None = None
+    gpus: str = "all"
+    detach: bool = False
+    dry_run: bool = False
+    preflight: bool = True
+    terminal: bool = False  # stdin and stdout are a terminal
+    override_registry: str | None = None
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    spec: RunSpec
+    env_values: Mapping[str, str]
+    secret_names: frozenset[str]
+    host: str
+    notes: tuple[str, ...] = field(default=())
+    image_present: bool = True  # False: pull it before `docker run` (after the preflight said yes)
+
+
+def parse_task_argv(argv: Sequence[str], task_map: TaskMap) -> TaskRequest:
+    """`[group] task [subtask args... | run cmd... ]`, args kept one element each, untouched."""
+    if not argv:
+        raise UsageError("no task given; see `taoremote --help` and `taoremote info`")
+    group = argv[0] if is_task_group(task_map, argv[0]) else None
+    rest = list(argv[1:] if group else argv)
+    if not rest:
+        tasks = ", ".join(sorted(task_map.groups.get(group or "", {})))
+        raise UsageError(f"task group '{group}' needs a task; its tasks: {tasks}")
+    task, args = rest[0], rest[1:]
+    args, mounts = _take_volume_args(args)
+    if not args:
+        return TaskRequest(group, task, (), None, mounts)
+    if args[0] == "run":
+        if len(args) == 1:
+            raise UsageError(f"`{task} run` needs a command to run in the task's image")
+        return TaskRequest(group, task, tuple(args[1:]), "run", mounts)
+    return TaskRequest(group, task, (task, *args), args[0], mounts)
+
+
+def _take_volume_args(args: list[str]) -> tuple[list[str], tuple[Mount, ...]]:
+    """The 6.x launcher turns `--volume SRC:DST[:ro]` anywhere in the args into a mount."""
+    kept: list[str] = []
+    mounts: list[Mount] = []
+    i = 0
+    while i < len(args):
+        if args[i] == "--volume" and i + 1 < len(args):
+            parts = args[i + 1].split(":")
+            if (
+                len(parts) not in (2, 3)
+                or not parts[1].startswith("/")
+                or parts[2:] not in ([], ["ro"], ["rw"])
+            ):
+                raise UsageError(f"--volume {args[i + 1]}: expected SRC:/container/path[:ro]")
+            mounts.append(Mount(parts[0], parts[1], read_only=parts[2:] == ["ro"]))
+            i += 2
+            continue
+        kept.append(args[i])
+        i += 1
+    return kept, tuple(mounts)
+
+
+def check_gpus_option(value: str) -> str:
+    if not _GPUS.match(value):
+        raise UsageError(f"--gpus {value!r}: expected all, none, a count (2), device=0,2 or auto:N")
+    return value
+
+
+def env_values(config: MountsConfig) -> dict[str, str]:
+    missing = missing_from_env(config)
+    if missing:
+        raise ConfigError(
+            f"{config.path}: environment variables not set on this machine: {', '.join(missing)}"
+        )
+    values = {e.name: e.value for e in config.envs if e.value is not None}
+    multiline = [name for name, value in values.items() if "\n" in value]
+    if multiline:
+        raise ConfigError(
+            f"{config.path}: env values cannot span lines (docker env-file): {', '.join(multiline)}"
+        )
+    return values
+
+
+def plan_launch(
+    request: TaskRequest,
+    config: MountsConfig,
+    task_map: TaskMap,
+    opts: LaunchOptions,
+    ex: Executor | None,
+    *,
+    warn: Callable[[str], None],
+) -> LaunchPlan:
+    """ex is None for a dry run: nothing is asked of the host, sources are shown as written."""
+    image = resolve_image(
+        task_map,
+        request.group,
+        request.task,
+        override_registry=opts.override_registry,
+        image_override=opts.image,
+    )
+    mounts = (*config.mounts, *request.extra_mounts)
+    _check_duplicate_destinations(mounts)
+    values = env_values(config)
+    gpus = check_gpus_option(opts.gpus)
+    notes: list[str] = []
+    host = ex.host if ex is not None else (opts.host or "local")
+
+    image_present = True
+    if ex is None:
+        bound = tuple(
+            BoundMount(_local_source(m.source) if opts.host is None else m.source, m.destination, m.read_only)
+            for m in mounts
+        )
+    else:
+        probe = _probe(ex, image, [m.source for m in mounts])
+        bound = _bind_mounts(host, mounts, probe)
+        image_present = probe.image_env is not None
+        if opts.preflight and gpus != "none":
+            facts = preflight.host_facts(probe, host=host)
+            verdict = preflight.check_cuda_compat(
+                host,
+                facts,
+                preflight.resolve_image_cuda(image, probe),
+                host_disable_require=probe.host_disable_require,
+            )
+            if not verdict.ok:
+                raise PreflightError(verdict.message)
+            notes.extend(verdict.notes)
+            if gpus.startswith("auto:"):
+                chosen = preflight.pick_gpus(facts.gpus, int(gpus.split(":", 1)[1]))
+                gpus = "device=" + ",".join(str(i) for i in chosen)
+                notes.append(
+                    f"--gpus {opts.gpus}: chose GPU {', '.join(str(i) for i in chosen)} (least loaded)"
+                )
+        elif gpus.startswith("auto:"):
+            raise UsageError(
+                "--gpus auto:N reads GPU load with nvidia-smi, so it cannot be used with --no-preflight"
+            )
+
+    job_id = secrets.token_hex(4)
+    interactive = not request.command
+    if interactive and not opts.terminal:
+        raise UsageError(
+            f"`{request.task}` with no subtask opens an interactive shell, which needs a terminal "
+            f"(stdin and stdout are not one here); give a subtask, or `{request.task} run CMD...`"
+        )
+    spec = RunSpec(
+        image=image,
+        command=request.command or INTERACTIVE_SHELL,
+        job_id=job_id,
+        task=request.task,
+        mounts=bound,
+        env_names=tuple(values),
+        options=config.options,
+        gpus=gpus,
+        tty=opts.terminal if config.options.tty is None else (config.options.tty and opts.terminal),
+        interactive=interactive,
+        detach=opts.detach,
+        labels=(
+            ("taoremote.task", request.task),
+            ("taoremote.command", shlex.join(request.command) if request.command else "(interactive shell)"),
+            ("taoremote.gpus", gpus),
+            ("taoremote.started", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
+            ("taoremote.user", _local_user()),
+        ),
+    )
+    secret_names = frozenset(e.name for e in config.envs if e.secret)
+    return LaunchPlan(spec, values, secret_names, host, tuple(notes), image_present)
+
+
+def describe_plan(plan: LaunchPlan) -> str:
+    """The dry run: the exact command, secrets masked, and where it would run."""
+    shown = {k: ("****" if k in plan.secret_names else v) for k, v in plan.env_values.items()}
+    lines = [f"# host: {plan.host}", f"# job: {container_name(plan.spec.task, plan.spec.job_id)}"]
+    if plan.host != "local" and plan.env_values:
+        lines.append("# env values reach the container through a 0600 --env-file uploaded over SFTP:")
+        lines.extend(f"#   {k}={v}" for k, v in shown.items())
+        argv = build_run_argv(plan.spec)
+        lines.append(render_command((*argv[:2], "--env-file", "<uploaded>", *argv[2:])))
+    else:
+        lines.append(render_command(build_run_argv(plan.spec), shown))
+    lines.extend(f"# note: {n}" for n in plan.notes)
+    return "\n".join(lines)
+
+
+def _probe(ex: Executor, image: str, sources: Sequence[str]) -> preflight.Probe:
+    result = ex.run(preflight.build_probe_argv(image, list(sources)), timeout=60)
+    if result.returncode != 0:
+        raise PreflightError(f"host {ex.host}: the preflight probe failed: {result.stderr.strip()[:300]}")
+    return preflight.parse_probe(result.stdout, host=ex.host)
+
+
+def _bind_mounts(host: str, mounts: Sequence[Mount], probe: preflight.Probe) -> tuple[BoundMount, ...]:
+    bound, missing = [], []
+    for index, mount in enumerate(mounts):
+        state = probe.paths.get(mount.source)
+        if state is None or not state.exists:
+            missing.append(f"Mounts[{index}] {mount.source} -> {mount.destination}")
+            continue
+        bound.append(BoundMount(state.resolved, mount.destination, mount.read_only))
+    if missing:
+        where = "this machine" if host == "local" else f"host {host}"
+        raise PreflightError(f"mount source missing on {where}: {'; '.join(missing)}")
+    return tuple(bound)
+
+
+def _check_duplicate_destinations(mounts: Sequence[Mount]) -> None:
+    seen: set[str] = set()
+    for mount in mounts:
+        key = mount.destination.rstrip("/") or "/"
+        if key in seen:
+            raise UsageError(f"two mounts have the destination {mount.destination}")
+        seen.add(key)
+
+
+def _local_source(source: str) -> str:
+    return os.path.abspath(os.path.expanduser(source))
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def stdio_note(message: str) -> None:
+    print(f"taoremote: {message}", file=sys.stderr)

@@ -1,0 +1,105 @@
+"""Running taoremote as a real process, the way users do, with a fake GPU host environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data"
+REGISTRY = "taoremote.test"
+
+# nvidia-smi of a driver new enough for every test image and the bundled table (CUDA 13.0): R580.
+DEFAULT_SMI = DATA / "nvidia-smi" / "header-r580.txt"
+DEFAULT_QUERY = "0, NVIDIA H100 80GB HBM3, GPU-4d1a7c55-1b1e-4f5e-9a1a-000000000000, 1, 81559, 0, 9.0\n"
+
+
+def write_fake_nvidia_smi(
+    bin_dir: Path, default_text: str, query_text: str = DEFAULT_QUERY, rc: int = 0
+) -> Path:
+    """An nvidia-smi that prints captured outputs: the table by default, CSV for --query-gpu."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    data = bin_dir / ".nvidia-smi.d"
+    data.mkdir(exist_ok=True)
+    (data / "default").write_text(default_text)
+    (data / "query").write_text(query_text)
+    tool = bin_dir / "nvidia-smi"
+    tool.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *--query-gpu*) cat "'
+        + str(data / "query")
+        + '";; *) cat "'
+        + str(data / "default")
+        + '";; esac\n'
+        f"exit {rc}\n"
+    )
+    tool.chmod(0o755)
+    return tool
+
+
+def base_env(
+    home: Path, bin_dir: Path | None = None, mounts: Path | None = None, **extra: str
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAUNCHER_", "TAOREMOTE_", "OVERRIDE_"))}
+    env["HOME"] = str(home)
+    env["OVERRIDE_REGISTRY"] = REGISTRY
+    if bin_dir is not None:
+        env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    if mounts is not None:
+        env["LAUNCHER_MOUNTS"] = str(mounts)
+    env.update(extra)
+    return env
+
+
+def write_mounts(path: Path, doc: Mapping[str, object]) -> Path:
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def taoremote(
+    args: Sequence[str], env: Mapping[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taoremote", *args],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def start_taoremote(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "taoremote", *args],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
+def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def running_job_names() -> list[str]:
+    out = docker("ps", "--filter", "label=taoremote.job", "--format", "{{.Names}}").stdout
+    return out.split()
+
+
+def wait_for(predicate: object, timeout: float = 30, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(interval)
+    return False

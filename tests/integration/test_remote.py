@@ -1,0 +1,274 @@
+"""Remote hosts over a real OpenSSH server on 127.0.0.1, in front of the real Docker engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import SshdFactory, SshHost
+from tests.integration.taorun import (
+    DEFAULT_SMI,
+    base_env,
+    docker,
+    running_job_names,
+    start_taoremote,
+    taoremote,
+    wait_for,
+    write_fake_nvidia_smi,
+    write_mounts,
+)
+
+pytestmark = pytest.mark.usefixtures("test_images", "clean_jobs")
+SECRET = "remote-s3cr3t-Xq7PzL0o9"
+
+
+@pytest.fixture
+def remote_ws(sshd_host: SshHost) -> Iterator[str]:
+    """A directory under the *remote* user's home, named with `~` so it must expand there."""
+    name = f"taoremote-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        sshd_host.ssh_argv(f"mkdir -p ~/{name} && echo spec > ~/{name}/spec.txt"), check=True, timeout=30
+    )
+    yield f"~/{name}"
+    subprocess.run(sshd_host.ssh_argv(f"rm -rf ~/{name}"), check=False, timeout=30)
+
+
+def _env(
+    tmp_path: Path, host: SshHost, ws: str | None = None, envs: list[dict[str, str]] | None = None
+) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    write_fake_nvidia_smi(host.bin_dir, DEFAULT_SMI.read_text())
+    doc = {
+        "Mounts": [{"source": ws, "destination": "/workspace/ws"}] if ws else [],
+        "Envs": [{"variable": "API_TOKEN", "value": SECRET}, *(envs or [])],
+    }
+    mounts = write_mounts(tmp_path / f"mounts-{uuid.uuid4().hex[:6]}.json", doc)
+    return base_env(home, None, mounts)
+
+
+def _remote(host: SshHost, *args: str) -> list[str]:
+    return ["--ssh-config", str(host.ssh_config_path), "--host", host.name, *args]
+
+
+def test_remote_exit_code_and_arguments(tmp_path: Path, sshd_host: SshHost, remote_ws: str) -> None:
+    env = _env(tmp_path, sshd_host, remote_ws, [{"variable": "RIG_EXIT", "value": "4"}])
+    args = ["-e", "spec file.txt", "it's", 'a"b', "$HOME", ";echo INJECTED", ""]
+    result = taoremote(_remote(sshd_host, "detectnet_v2", "train", *args), env)
+    assert result.returncode == 4, result.stderr
+    assert result.stdout.splitlines() == ["TASK<detectnet_v2>", "ARG<train>", *(f"ARG<{a}>" for a in args)]
+
+
+def test_remote_mount_source_expands_on_the_remote_host(
+    tmp_path: Path, sshd_host: SshHost, remote_ws: str
+) -> None:
+    env = _env(tmp_path, sshd_host, remote_ws)
+    result = taoremote(_remote(sshd_host, "detectnet_v2", "run", "cat", "/workspace/ws/spec.txt"), env)
+    assert (result.returncode, result.stdout) == (0, "spec\n"), result.stderr
+
+
+def test_remote_missing_mount_source_is_reported_before_launch(tmp_path: Path, sshd_host: SshHost) -> None:
+    env = _env(tmp_path, sshd_host, "~/definitely-not-here-xyz")
+    result = taoremote(_remote(sshd_host, "detectnet_v2", "train"), env)
+    assert result.returncode == 69
+    assert f"mount source missing on host {sshd_host.name}" in result.stderr
+    assert "~/definitely-not-here-xyz -> /workspace/ws" in result.stderr
+    assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""
+
+
+def test_remote_dry_run_names_the_host_and_masks_secrets(tmp_path: Path, sshd_host: SshHost) -> None:
+    env = _env(tmp_path, sshd_host)
+    result = taoremote(_remote(sshd_host, "--dry-run", "detectnet_v2", "train", "x y"), env)
+    assert result.returncode == 0, result.stderr
+    assert f"# host: {sshd_host.name}" in result.stdout
+    assert "API_TOKEN=****" in result.stdout and SECRET not in result.stdout
+    assert "--env-file" in result.stdout and "'x y'" in result.stdout
+
+
+def test_remote_secret_never_in_any_argv_and_env_file_is_removed(tmp_path: Path, sshd_host: SshHost) -> None:
+    env = _env(tmp_path, sshd_host, None, [{"variable": "RIG_SLEEP", "value": "30"}])
+    proc = start_taoremote(_remote(sshd_host, "detectnet_v2", "train"), env)
+    try:
+        assert wait_for(lambda: running_job_names() != [], timeout=30)
+        leaks = []
+        for entry in Path("/proc").iterdir():  # the "remote" host is this machine: its /proc too
+            if entry.name.isdigit():
+                try:
+                    if SECRET.encode() in (entry / "cmdline").read_bytes():
+                        leaks.append(entry.name)
+                except OSError:
+                    continue
+        assert leaks == []
+        name = running_job_names()[0]
+        assert docker("exec", name, "sh", "-c", 'printf %s "$API_TOKEN"').stdout == SECRET
+        assert wait_for(lambda: not list(Path("/tmp").glob("taoremote-env-*")), timeout=10)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+
+
+def test_remote_ctrl_c_stops_the_container(tmp_path: Path, sshd_host: SshHost) -> None:
+    env = _env(tmp_path, sshd_host, None, [{"variable": "RIG_SLEEP", "value": "120"}])
+    proc = start_taoremote(_remote(sshd_host, "detectnet_v2", "train"), env)
+    assert wait_for(lambda: running_job_names() != [], timeout=30)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert wait_for(lambda: running_job_names() == [], timeout=15)
+
+
+def test_dropped_link_leaves_job_running_then_logs_follow_gets_exit_code(
+    tmp_path: Path, sshd_host: SshHost, sshd_factory: SshdFactory
+) -> None:
+    env = _env(
+        tmp_path,
+        sshd_host,
+        None,
+        [{"variable": "RIG_SLEEP", "value": "6"}, {"variable": "RIG_EXIT", "value": "7"}],
+    )
+    proc = start_taoremote(_remote(sshd_host, "detectnet_v2", "train", "--epochs", "3"), env)
+    assert wait_for(lambda: running_job_names() != [], timeout=30)
+    assert wait_for(lambda: sshd_factory.connection_pids(sshd_host) != [], timeout=10)
+    sshd_factory.kill_connections(sshd_host)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 255, err
+    assert "the job keeps running" in err
+    reattach = err.split("Reattach with: ", 1)[1].strip().split()
+    assert reattach[-3:-1] == ["logs", "-f"]
+    assert running_job_names() != []  # the laptop lid closed; the training did not stop
+    followed = taoremote(reattach[1:], env)
+    assert followed.returncode == 7, followed.stderr
+    assert "ARG<--epochs>" in followed.stdout
+
+
+def test_remote_detach_list_logs_stop(tmp_path: Path, sshd_host: SshHost) -> None:
+    env = _env(tmp_path, sshd_host, None, [{"variable": "RIG_SLEEP", "value": "120"}])
+    job = taoremote(_remote(sshd_host, "-d", "yolo_v4", "train"), env).stdout.strip()
+    rows = json.loads(taoremote(_remote(sshd_host, "list", "--format", "json"), env).stdout)
+    assert [(r["host"], r["job"], r["task"]) for r in rows] == [(sshd_host.name, job, "yolo_v4")]
+    assert taoremote(_remote(sshd_host, "logs", job), env).stdout.startswith("TASK<yolo_v4>")
+    stopped = taoremote(_remote(sshd_host, "stop", "--container_id", job), env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert running_job_names() == []
+
+
+def test_user_at_host_port_form_works(tmp_path: Path, sshd_host: SshHost) -> None:
+    env = _env(tmp_path, sshd_host)
+    ssh_dir = Path(env["HOME"]) / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    (ssh_dir / "known_hosts").write_text(sshd_host.host_key_line + "\n")
+    (ssh_dir / "config").write_text(f"Host *\n    IdentityFile {sshd_host.identity_file}\n")
+    result = taoremote(["--host", sshd_host.address, "list"], env)
+    assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- failures
+
+
+def _isolated_ssh(
+    tmp_path: Path, host: SshHost, known_hosts: str, extra: str = ""
+) -> tuple[dict[str, str], Path]:
+    env = _env(tmp_path, host)
+    known = tmp_path / "known_hosts"
+    known.write_text(known_hosts)
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(
+        f"Host target\n    HostName 127.0.0.1\n    Port {host.port}\n    User {host.user}\n"
+        f"    IdentityFile {host.identity_file}\n    UserKnownHostsFile {known}\n"
+        f"    ConnectTimeout 5\n{extra}"
+    )
+    return env, cfg
+
+
+def test_unknown_host_key_is_refused_with_how_to_trust_it(tmp_path: Path, sshd_host: SshHost) -> None:
+    env, cfg = _isolated_ssh(tmp_path, sshd_host, "")
+    result = taoremote(["--ssh-config", str(cfg), "--host", "target", "list"], env)
+    assert result.returncode == 68
+    assert (
+        "unknown host key" in result.stderr and f"ssh-keyscan -p {sshd_host.port} 127.0.0.1" in result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_changed_host_key_is_refused(tmp_path: Path, sshd_host: SshHost) -> None:
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    fake_line = f"[127.0.0.1]:{sshd_host.port} " + " ".join(other.with_suffix(".pub").read_text().split()[:2])
+    env, cfg = _isolated_ssh(tmp_path, sshd_host, fake_line + "\n")
+    result = taoremote(["--ssh-config", str(cfg), "--host", "target", "list"], env)
+    assert result.returncode == 68
+    assert "HOST KEY CHANGED" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_accept_new_trusts_and_records_an_unknown_host(tmp_path: Path, sshd_host: SshHost) -> None:
+    env, cfg = _isolated_ssh(tmp_path, sshd_host, "", "    StrictHostKeyChecking accept-new\n")
+    result = taoremote(["--ssh-config", str(cfg), "--host", "target", "list"], env)
+    assert result.returncode == 0, result.stderr
+    assert f"[127.0.0.1]:{sshd_host.port} ssh-ed25519" in (tmp_path / "known_hosts").read_text()
+
+
+def test_auth_failure_is_exit_68(tmp_path: Path, sshd_host: SshHost) -> None:
+    wrong = tmp_path / "wrong_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+    env, cfg = _isolated_ssh(tmp_path, sshd_host, sshd_host.host_key_line + "\n")
+    cfg.write_text(
+        cfg.read_text().replace(str(sshd_host.identity_file), str(wrong)) + "    IdentitiesOnly yes\n"
+    )
+    env["SSH_AUTH_SOCK"] = ""
+    result = taoremote(["--ssh-config", str(cfg), "--host", "target", "list"], env)
+    assert result.returncode == 68
+    assert "authentication failed" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [("127.0.0.1:1", "connection refused"), ("no-such-host.invalid", "cannot resolve host name")],
+)
+def test_unreachable_hosts_are_one_line_exit_68(
+    tmp_path: Path, sshd_host: SshHost, host: str, expected: str
+) -> None:
+    env = _env(tmp_path, sshd_host)
+    result = taoremote(["--host", host, "list"], env, timeout=60)
+    assert result.returncode == 68
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- fleet
+
+
+def test_fleet_list_has_host_column_and_reports_unreachable_host(
+    tmp_path: Path, fleet: list[SshHost]
+) -> None:
+    env = _env(tmp_path, fleet[0], None, [{"variable": "RIG_SLEEP", "value": "60"}])
+    cfg = str(fleet[0].ssh_config_path)
+    job = taoremote(["--ssh-config", cfg, "--host", "node1", "-d", "dino", "train"], env).stdout.strip()
+    hosts = [a for h in ("node1", "node2", "127.0.0.1:1") for a in ("--host", h)]
+    result = taoremote(["--ssh-config", cfg, *hosts, "list", "--format", "json"], env)
+    assert result.returncode == 1
+    rows = json.loads(result.stdout)
+    # one dockerd behind every simulated host: the job shows on node1 and node2 alike
+    assert sorted(r["host"] for r in rows if r["job"] == job) == ["node1", "node2"]
+    assert "127.0.0.1:1" in result.stderr and "connection refused" in result.stderr
+    table = taoremote(["--ssh-config", cfg, "--host", "node1", "--host", "node3", "list"], env)
+    assert table.stdout.splitlines()[0].split()[0] == "host"
+
+
+def test_fleet_stop_all_and_hosts_from_environment(tmp_path: Path, fleet: list[SshHost]) -> None:
+    env = _env(tmp_path, fleet[1], None, [{"variable": "RIG_SLEEP", "value": "60"}])
+    cfg = str(fleet[0].ssh_config_path)
+    started = taoremote(["--ssh-config", cfg, "--host", "node2", "-d", "dino", "train"], env)
+    assert started.returncode == 0, started.stderr
+    env = {**env, "TAOREMOTE_HOSTS": "node1 node2 node3"}
+    result = taoremote(["--ssh-config", cfg, "stop", "--all"], env)
+    assert result.returncode == 0, result.stderr
+    assert "stopped" in result.stdout
+    assert running_job_names() == []
+    assert os.environ.get("TAOREMOTE_HOSTS") is None
