@@ -129,6 +129,11 @@ def run_task(argv: list[str], g: Globals) -> int:
         for note in plan.notes:
             _err(f"note: {note}")
         assert ex is not None
+        if plan.results_host_dir and g.clean_results:
+            _clean_results(ex, plan.results_host_dir, assume_yes=g.yes, terminal=opts.terminal)
+            plan = launch.without_results_warning(plan)
+        for warning in plan.warnings:
+            _err(f"warning: {warning}")
         if not plan.image_present:
             jobs.pull_image(ex, plan.spec.image)
         try:
@@ -140,6 +145,25 @@ def run_task(argv: list[str], g: Globals) -> int:
     finally:
         if ex is not None:
             ex.close()
+
+
+def _clean_results(ex: Executor, directory: str, *, assume_yes: bool, terminal: bool) -> None:
+    from taoremote.command import build_clean_dir_argv
+
+    if directory.rstrip("/").count("/") < 2:
+        raise UsageError(f"refusing to empty {directory}: too close to the root of the filesystem")
+    if not assume_yes:
+        if not terminal:
+            raise UsageError(
+                f"--clean-results would delete everything in {directory} on {ex.host}; add --yes"
+            )
+        answer = input(f"Delete everything in {directory} on {ex.host}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise UsageError("results directory left as it is; not launching")
+    result = ex.run(build_clean_dir_argv(directory), timeout=600)
+    if result.returncode != 0:
+        raise jobs.parse_docker_error(result)
+    _err(f"emptied {directory} on {ex.host}")
 
 
 def _reattach(g: Globals, job_id: str) -> str:

@@ -70,6 +70,8 @@ class Globals:
     dry_run: bool
     preflight: bool
     fmt: str
+    clean_results: bool = False
+    yes: bool = False
 
 
 def _version(value: bool) -> None:
@@ -115,6 +117,12 @@ def root(
         bool, typer.Option("--no-preflight", help="skip the NVIDIA driver / CUDA check")
     ] = False,
     fmt: Annotated[str, typer.Option("--format", help="output of list/info/doctor: table or json")] = "table",
+    clean_results: Annotated[
+        bool, typer.Option("--clean-results", help="train: empty a non-empty results directory first (asks)")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="answer yes to questions (--clean-results)")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="show the version and exit")
     ] = False,
@@ -124,7 +132,9 @@ def root(
     hosts = tuple(host or ()) or tuple(
         h for h in os.environ.get("TAOREMOTE_HOSTS", "").replace(",", " ").split() if h
     )
-    ctx.obj = Globals(mounts, hosts, ssh_config, image, gpus, detach, dry_run, not no_preflight, fmt)
+    ctx.obj = Globals(
+        mounts, hosts, ssh_config, image, gpus, detach, dry_run, not no_preflight, fmt, clean_results, yes
+    )
 
 
 def _globals(ctx: typer.Context) -> Globals:

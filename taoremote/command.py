@@ -124,6 +124,11 @@ def build_pull_argv(image: str) -> tuple[str, ...]:
     return ("docker", "pull", image)
 
 
+def build_clean_dir_argv(directory: str) -> tuple[str, ...]:
+    """Empty a directory, keeping the directory itself (it may be a mount point)."""
+    return ("find", directory, "-mindepth", "1", "-delete")
+
+
 def build_info_argv() -> tuple[str, ...]:
     return ("docker", "info", "--format", "{{json .ServerVersion}}")
 

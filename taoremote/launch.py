@@ -13,10 +13,10 @@ import secrets
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-from taoremote import preflight
+from taoremote import paths, preflight
 from taoremote.command import BoundMount, RunSpec, build_run_argv, container_name, render_command
 from taoremote.config import Mount, MountsConfig, missing_from_env
 from taoremote.errors import ConfigError, PreflightError, UsageError
@@ -57,6 +57,8 @@ class LaunchPlan:
     host: str
     notes: tuple[str, ...] = field(default=())
     image_present: bool = True  # False: pull it before `docker run` (after the preflight said yes)
+    warnings: tuple[str, ...] = ()
+    results_host_dir: str | None = None  # a non-empty results dir of a `train`, resolved on the host
 
 
 def parse_task_argv(argv: Sequence[str], task_map: TaskMap) -> TaskRequest:
@@ -145,6 +147,9 @@ def plan_launch(
     gpus = check_gpus_option(opts.gpus)
     notes: list[str] = []
     host = ex.host if ex is not None else (opts.host or "local")
+    path_args = paths.find_path_args(request.command[1:]) if request.subtask not in (None, "run") else []
+    warnings = list(_env_warnings(config))
+    states: Mapping[str, preflight.PathState] = {}
 
     image_present = True
     if ex is None:
@@ -153,8 +158,9 @@ def plan_launch(
             for m in mounts
         )
     else:
-        probe = _probe(ex, image, [m.source for m in mounts])
+        probe = _probe(ex, image, [m.source for m in mounts] + paths.probe_paths(path_args, mounts))
         bound = _bind_mounts(host, mounts, probe)
+        states = probe.paths
         image_present = probe.image_env is not None
         if opts.preflight and gpus != "none":
             facts = preflight.host_facts(probe, host=host)
@@ -177,6 +183,11 @@ def plan_launch(
             raise UsageError(
                 "--gpus auto:N reads GPU load with nvidia-smi, so it cannot be used with --no-preflight"
             )
+
+    report = paths.check_path_args(path_args, mounts, states, subtask=request.subtask)
+    if report.errors:
+        raise PreflightError("; ".join(report.errors))
+    warnings.extend(report.warnings)
 
     job_id = secrets.token_hex(4)
     interactive = not request.command
@@ -206,7 +217,30 @@ def plan_launch(
         ),
     )
     secret_names = frozenset(e.name for e in config.envs if e.secret)
-    return LaunchPlan(spec, values, secret_names, host, tuple(notes), image_present)
+    return LaunchPlan(
+        spec,
+        values,
+        secret_names,
+        host,
+        tuple(notes),
+        image_present,
+        tuple(warnings),
+        report.results_host_dir,
+    )
+
+
+def without_results_warning(plan: LaunchPlan) -> LaunchPlan:
+    kept = tuple(w for w in plan.warnings if not w.startswith("results directory "))
+    return replace(plan, warnings=kept, results_host_dir=None)
+
+
+def _env_warnings(config: MountsConfig) -> list[str]:
+    if config.options.user and any(e.name.startswith("WANDB_") for e in config.envs):
+        return [
+            f"DockerOptions.user is {config.options.user} and W&B is configured: TAO's W&B logging needs the "
+            'container to run as root (remove "user" for this run)'
+        ]
+    return []
 
 
 def describe_plan(plan: LaunchPlan) -> str:
@@ -221,6 +255,7 @@ def describe_plan(plan: LaunchPlan) -> str:
     else:
         lines.append(render_command(build_run_argv(plan.spec), shown))
     lines.extend(f"# note: {n}" for n in plan.notes)
+    lines.extend(f"# warning: {w}" for w in plan.warnings)
     return "\n".join(lines)
 
 

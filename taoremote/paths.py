@@ -1,0 +1,152 @@
+"""Container paths in a task's arguments, checked against the mounts before launch (pure).
+
+TAO users' most common failure is a path that exists on the host but not in the container, or the
+reverse, discovered minutes into a run. Every argument that looks like a container path (absolute,
+or the value of a `key=value` override or `--flag=value`) is mapped through the mounts to where it
+lives on the host that runs the container; the probe then says whether it exists there.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from taoremote.config import Mount
+from taoremote.preflight import PathState
+
+# Flags whose value is the experiment spec (TAO 4/5 tf1 and pyt tasks) or the results directory.
+SPEC_FLAGS = frozenset(
+    {"-e", "--experiment_spec_file", "--experiment_spec", "--spec_file", "experiment_spec"}
+)
+RESULTS_FLAGS = frozenset({"-r", "--results_dir", "results_dir"})
+# Paths that live in the image itself are not expected under a mount.
+IMAGE_DIRS = (
+    "/usr/",
+    "/opt/",
+    "/bin/",
+    "/sbin/",
+    "/lib",
+    "/etc/",
+    "/proc/",
+    "/dev/",
+    "/sys/",
+    "/tmp",
+    "/root/",
+    "/var/",
+)
+
+
+@dataclass(frozen=True)
+class PathArg:
+    path: str  # as the container will see it
+    role: str  # "spec" | "results" | "other"
+
+
+@dataclass(frozen=True)
+class PathReport:
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    results_host_dir: str | None = None  # resolved on the host, when the results dir is non-empty
+    results_dir: str | None = None  # the container path of that directory
+
+
+def find_path_args(args: Sequence[str]) -> list[PathArg]:
+    """Absolute paths among the args, with the role their flag gives them."""
+    found: list[PathArg] = []
+    previous = ""
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and value.startswith("/"):
+            found.append(PathArg(_clean(value), _role(key.lstrip("+"))))
+        elif arg.startswith("/"):
+            found.append(PathArg(_clean(arg), _role(previous)))
+        previous = arg
+    return found
+
+
+def _role(flag: str) -> str:
+    if flag in SPEC_FLAGS or flag.endswith(".experiment_spec"):
+        return "spec"
+    if flag in RESULTS_FLAGS or flag.endswith(".results_dir"):
+        return "results"
+    return "other"
+
+
+def _clean(path: str) -> str:
+    return posixpath.normpath(path)
+
+
+def host_path_of(path: str, mounts: Sequence[Mount]) -> tuple[Mount, str] | None:
+    """The mount a container path falls under (the deepest destination wins) and its host path,
+    written from the mount's source as given (so `~` still expands on the host that runs it)."""
+    best: tuple[Mount, str] | None = None
+    for mount in mounts:
+        dest = mount.destination.rstrip("/") or "/"
+        if path == dest or path.startswith(dest.rstrip("/") + "/"):
+            rest = path[len(dest) :].lstrip("/")
+            host = mount.source.rstrip("/") + ("/" + rest if rest else "")
+            if best is None or len(dest) > len(best[0].destination.rstrip("/")):
+                best = (mount, host)
+    return best
+
+
+def container_path_of(
+    host_path: str, mounts: Sequence[Mount], resolved: Mapping[str, PathState]
+) -> str | None:
+    """For a host path given by mistake: where that file is inside the container, if it is mounted."""
+    for mount in mounts:
+        state = resolved.get(mount.source)
+        source = state.resolved.rstrip("/") if state else mount.source.rstrip("/")
+        if host_path == source or host_path.startswith(source + "/"):
+            return mount.destination.rstrip("/") + host_path[len(source) :]
+    return None
+
+
+def probe_paths(path_args: Sequence[PathArg], mounts: Sequence[Mount]) -> list[str]:
+    """Host paths the probe must look at for these args (besides the mount sources)."""
+    paths = []
+    for arg in path_args:
+        mapped = host_path_of(arg.path, mounts)
+        if mapped is not None and mapped[1] not in paths:
+            paths.append(mapped[1])
+    return paths
+
+
+def check_path_args(
+    path_args: Sequence[PathArg],
+    mounts: Sequence[Mount],
+    states: Mapping[str, PathState],
+    *,
+    subtask: str | None,
+) -> PathReport:
+    errors: list[str] = []
+    warnings: list[str] = []
+    results_host: str | None = None
+    results_dir: str | None = None
+    mounted = ", ".join(f"{m.source} -> {m.destination}" for m in mounts) or "none"
+    for arg in path_args:
+        mapped = host_path_of(arg.path, mounts)
+        if mapped is None:
+            inside = container_path_of(arg.path, mounts, states)
+            if inside is not None:
+                message = f"{arg.path} is a host path; in the container it is {inside}"
+                (errors if arg.role == "spec" else warnings).append(message)
+            elif arg.role != "other" or not arg.path.startswith(IMAGE_DIRS):
+                warnings.append(
+                    f"{arg.path} is under no mount, so it lives only inside the container; mounts: {mounted}"
+                )
+            continue
+        _, host = mapped
+        state = states.get(host)
+        if state is None:
+            continue
+        if arg.role == "spec" and not state.exists:
+            errors.append(f"spec file {arg.path} does not exist: nothing at {state.resolved} on the host")
+        if arg.role == "results" and subtask == "train" and state.is_dir and state.non_empty:
+            results_host, results_dir = state.resolved, arg.path
+            warnings.append(
+                f"results directory {arg.path} ({state.resolved}) is not empty; TAO training then fails "
+                "at its last iteration - use another directory or --clean-results"
+            )
+    return PathReport(tuple(errors), tuple(warnings), results_host, results_dir)
