@@ -20,6 +20,7 @@ from taoremote.output import Format, render, render_mapping
 
 if TYPE_CHECKING:
     from taoremote.cli import Globals
+    from taoremote.config import MountsConfig
 
 T = TypeVar("T")
 HOST_DEADLINE_S = 30.0
@@ -100,15 +101,13 @@ def _single_host(g: Globals) -> str | None:
 
 
 def run_task(argv: list[str], g: Globals) -> int:
-    from taoremote import config, launch, tasks
+    from taoremote import launch, tasks
     from taoremote.hosts import stdio_is_terminal
 
     host = _single_host(g)
     task_map = tasks.load_task_map(_user_task_config())
     request = launch.parse_task_argv(argv, task_map)
-    mounts = config.load_mounts_config(
-        config.find_mounts_file(g.mounts, os.environ, os.path.expanduser("~")), os.environ
-    )
+    mounts = load_mounts(g)
     opts = launch.LaunchOptions(
         host=host,
         image=g.image,
@@ -175,6 +174,17 @@ def _reattach(g: Globals, job_id: str) -> str:
     parts += [a for h in g.hosts for a in ("--host", h)]
     parts += ["logs", "-f", job_id]
     return shlex.join(parts)
+
+
+def load_mounts(g: Globals) -> MountsConfig:
+    from taoremote import config
+
+    home = os.path.expanduser("~")
+    return config.load_mounts_config(
+        config.find_mounts_file(g.mounts, os.environ, home),
+        os.environ,
+        cache_dir=config.default_cache_dir(os.environ, home),
+    )
 
 
 def _user_task_config() -> str | None:
@@ -276,7 +286,7 @@ def info_cmd(g: Globals, *, verbose: bool, fmt: str) -> int:
 
     task_map = tasks.load_task_map(_user_task_config())
     mounts_path = config.find_mounts_file(g.mounts, os.environ, os.path.expanduser("~"))
-    mounts = config.load_mounts_config(mounts_path, os.environ)
+    mounts = load_mounts(g)
     data: dict[str, object] = {
         "version": _version(),
         "mounts_file": mounts_path or "(none: no mounts, no envs)",
@@ -315,9 +325,18 @@ def _version() -> str:
 
 
 def doctor_cmd(g: Globals, *, fmt: str) -> int:
-    from taoremote import doctor
+    from taoremote import doctor, tasks
 
-    return doctor.run_doctor(g, fmt=_fmt(fmt), fan_out=fan_out, out=_out, err=_err)
+    task_map = tasks.load_task_map(_user_task_config())
+    override = os.environ.get("OVERRIDE_REGISTRY") or None
+    images = [g.image] if g.image else doctor.task_images(task_map.groups, override)
+    mounts = load_mounts(g)
+    results = fan_out(g, lambda ex: doctor.check_host(ex, images, mounts))
+    rows, failed = doctor.verdict_rows(results, _fmt(fmt))
+    _out(render(rows, _fmt(fmt), empty="No checks ran."))
+    if failed:
+        _err(f"{failed} required check(s) failed")
+    return 1 if failed else 0
 
 
 def _fmt(fmt: str) -> Format:

@@ -245,7 +245,7 @@ def doctor_command(ctx: typer.Context, fmt: FormatOpt = None) -> None:
 
 
 def main() -> None:
-    from taoremote.hosts import Terminated, install_sigterm_handler
+    from taoremote.signals import Terminated, install_sigterm_handler
 
     install_sigterm_handler()
     try:

@@ -7,6 +7,7 @@ Every file the TAO launcher accepts is accepted here unchanged. Validation is a 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -94,7 +95,9 @@ def find_mounts_file(explicit: str | None, environ: Mapping[str, str], home: str
     return default if os.path.isfile(default) else None
 
 
-def load_mounts_config(path: str | None, environ: Mapping[str, str]) -> MountsConfig:
+def load_mounts_config(
+    path: str | None, environ: Mapping[str, str], *, cache_dir: str | None = None
+) -> MountsConfig:
     if path is None:
         return MountsConfig(path=None)
     try:
@@ -102,20 +105,52 @@ def load_mounts_config(path: str | None, environ: Mapping[str, str]) -> MountsCo
             text = fh.read()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read mounts file: {exc.strerror}") from None
-    return parse_mounts_config(text, path, environ)
+    return parse_mounts_config(text, path, environ, cache_dir=cache_dir)
 
 
-def parse_mounts_config(text: str, path: str, environ: Mapping[str, str]) -> MountsConfig:
+def parse_mounts_config(
+    text: str, path: str, environ: Mapping[str, str], *, cache_dir: str | None = None
+) -> MountsConfig:
+    """cache_dir: where to remember contents that validated, so an unchanged file skips jsonschema
+    (importing it costs more than the rest of a --dry-run together)."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
-    problems = validate_mounts_document(doc)
-    if problems:
-        raise ConfigError(format_problems(path, problems))
+    marker = _validated_marker(cache_dir, text) if cache_dir else None
+    if marker is None or not os.path.exists(marker):
+        problems = validate_mounts_document(doc)
+        if problems:
+            raise ConfigError(format_problems(path, problems))
+        if marker is not None:
+            _remember_valid(marker)
     return _to_config(doc, path, environ)
+
+
+def default_cache_dir(environ: Mapping[str, str], home: str) -> str:
+    return os.path.join(environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"), "taoremote", "valid")
+
+
+def _validated_marker(cache_dir: str, text: str) -> str:
+    from taoremote import __version__
+
+    digest = hashlib.sha256()
+    schema = resources.files("taoremote").joinpath("schemas/mounts.schema.json").read_text()
+    for part in (__version__, schema, text):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return os.path.join(cache_dir, digest.hexdigest())
+
+
+def _remember_valid(marker: str) -> None:
+    try:
+        os.makedirs(os.path.dirname(marker), mode=0o700, exist_ok=True)
+        with open(marker, "w", encoding="ascii"):
+            pass
+    except OSError:
+        pass  # a read-only home only costs the validation time on the next run
 
 
 def validate_mounts_document(doc: object) -> list[str]:

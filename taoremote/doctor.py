@@ -6,10 +6,9 @@ every task image at once) plus one read of the listening ports, and hosts are ch
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from taoremote import preflight
 from taoremote.command import build_info_argv
@@ -17,10 +16,7 @@ from taoremote.config import MountsConfig
 from taoremote.errors import PreflightError
 from taoremote.hosts import Executor
 from taoremote.jobs import parse_docker_error
-from taoremote.output import Format, render
-
-if TYPE_CHECKING:
-    from taoremote.cli import Globals
+from taoremote.output import Format
 
 WANDB_VARIABLES = ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_MODE", "WANDB_PROJECT")
 
@@ -211,36 +207,16 @@ def task_images(groups: Mapping[str, Mapping[str, Any]], override_registry: str 
     return refs
 
 
-def run_doctor(
-    g: Globals,
-    *,
-    fmt: Format,
-    fan_out: Callable[..., Any],
-    out: Callable[[str], None],
-    err: Callable[[str], None],
-) -> int:
-    from taoremote import config as config_mod
-    from taoremote import tasks
-
-    user_map = os.path.expanduser("~/.tao/config.json")
-    task_map = tasks.load_task_map(user_map if os.path.isfile(user_map) else None)
-    mounts = config_mod.load_mounts_config(
-        config_mod.find_mounts_file(g.mounts, os.environ, os.path.expanduser("~")), os.environ
-    )
-    images = (
-        [g.image] if g.image else task_images(task_map.groups, os.environ.get("OVERRIDE_REGISTRY") or None)
-    )
-    results = fan_out(g, lambda ex: check_host(ex, images, mounts))
+def verdict_rows(results: Sequence[Any], fmt: Format) -> tuple[list[dict[str, object]], int]:
+    """Rows to render (hosts that could not be checked become a failed `connect` line) and how many
+    required checks failed."""
     checks = [c for r in results for c in (r.value or [])]
-    for r in results:
-        if r.error is not None:
-            checks.append(Check(r.host, "connect", "FAIL", str(r.error), "see the error"))
-    rows = [_row(c, fmt) for c in checks]
-    out(render(rows, fmt, empty="No checks ran."))
-    failed = [c for c in checks if c.failed]
-    if failed:
-        err(f"{len(failed)} required check(s) failed")
-    return 1 if failed else 0
+    checks += [
+        Check(r.host, "connect", "FAIL", str(r.error), "see the error")
+        for r in results
+        if r.error is not None
+    ]
+    return [_row(c, fmt) for c in checks], sum(1 for c in checks if c.failed)
 
 
 def _row(check: Check, fmt: Format) -> dict[str, object]:

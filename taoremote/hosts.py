@@ -12,7 +12,6 @@ import contextlib
 import os
 import secrets
 import shlex
-import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from taoremote.errors import DockerError, HostError, LinkLostError
+from taoremote.signals import Terminated
 
 
 @dataclass(frozen=True)
@@ -77,23 +77,6 @@ class Executor(Protocol):
     def remove_file(self, path: str) -> None: ...
 
     def close(self) -> None: ...
-
-
-class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM so cleanup runs like it does for Ctrl-C."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def install_sigterm_handler() -> None:
-    def _raise(signum: int, _frame: object) -> None:
-        raise Terminated(signum)
-
-    signal.signal(signal.SIGTERM, _raise)
-    with contextlib.suppress(AttributeError, ValueError):
-        signal.signal(signal.SIGHUP, _raise)
 
 
 class LocalExecutor:

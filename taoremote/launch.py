@@ -15,13 +15,17 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from taoremote import paths, preflight
+from taoremote import paths
 from taoremote.command import BoundMount, RunSpec, build_run_argv, container_name, render_command
 from taoremote.config import Mount, MountsConfig, missing_from_env
 from taoremote.errors import ConfigError, PreflightError, UsageError
 from taoremote.hosts import Executor
 from taoremote.tasks import TaskMap, is_task_group, resolve_image
+
+if TYPE_CHECKING:
+    from taoremote import preflight
 
 # The launcher's interactive case runs bash; busybox-based and minimal images only have sh.
 INTERACTIVE_SHELL = ("/bin/sh", "-c", "command -v bash >/dev/null 2>&1 && exec bash || exec sh")
@@ -158,6 +162,8 @@ def plan_launch(
             for m in mounts
         )
     else:
+        from taoremote import preflight  # the probe and its verdicts: not needed for a dry run
+
         probe = _probe(ex, image, [m.source for m in mounts] + paths.probe_paths(path_args, mounts))
         bound = _bind_mounts(host, mounts, probe)
         states = probe.paths
@@ -260,6 +266,8 @@ def describe_plan(plan: LaunchPlan) -> str:
 
 
 def _probe(ex: Executor, image: str, sources: Sequence[str]) -> preflight.Probe:
+    from taoremote import preflight
+
     result = ex.run(preflight.build_probe_argv(image, list(sources)), timeout=60)
     if result.returncode != 0:
         raise PreflightError(f"host {ex.host}: the preflight probe failed: {result.stderr.strip()[:300]}")

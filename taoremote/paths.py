@@ -11,9 +11,12 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from taoremote.config import Mount
-from taoremote.preflight import PathState
+
+if TYPE_CHECKING:  # the probe's result type; importing preflight itself is not needed for a dry run
+    from taoremote.preflight import PathState
 
 # Flags whose value is the experiment spec (TAO 4/5 tf1 and pyt tasks) or the results directory.
 SPEC_FLAGS = frozenset(
