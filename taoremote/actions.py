@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from taoremote import jobs
-from taoremote.errors import JobNotFoundError, LinkLostError, TaoRemoteError, UsageError
+from taoremote.errors import LinkLostError, TaoRemoteError, UsageError
 from taoremote.hosts import Executor, open_executor
 from taoremote.output import Format, render, render_mapping
 
@@ -196,13 +196,14 @@ def _user_task_config() -> str | None:
 
 
 def list_cmd(g: Globals, *, include_stopped: bool, fmt: str) -> int:
+    checked = _fmt(fmt)  # before any host is asked
     results = fan_out(
         g, lambda ex: jobs.list_jobs(ex, include_stopped=include_stopped, timeout=HOST_DEADLINE_S)
     )
     rows = [
         job_row(job, with_host=len(results) > 1 or bool(g.hosts)) for r in results for job in (r.value or [])
     ]
-    _out(render(rows, _fmt(fmt)))
+    _out(render(rows, checked))
     return _report_failures(results)
 
 
@@ -223,7 +224,7 @@ def job_row(job: jobs.Job, *, with_host: bool) -> dict[str, object]:
 
 
 def stop_cmd(g: Globals, wanted: list[str], *, stop_all: bool) -> int:
-    def work(ex: Executor) -> tuple[list[jobs.Job], list[str]]:
+    def work(ex: Executor) -> tuple[list[jobs.Job], list[str], list[jobs.Job]]:
         known = jobs.list_jobs(ex, include_stopped=True, timeout=HOST_DEADLINE_S)
         if stop_all:
             chosen = [j for j in known if j.state == "running"]
@@ -234,19 +235,20 @@ def stop_cmd(g: Globals, wanted: list[str], *, stop_all: bool) -> int:
             result = jobs.stop_jobs(ex, chosen)
             if result.returncode != 0:
                 raise jobs.parse_docker_error(result)
-        return chosen, found_ids
+        return chosen, found_ids, known
 
     results = fan_out(g, work)
+    known_everywhere = [j for r in results for j in (r.value or ([], [], []))[2]]
     found: set[str] = set()
     for r in results:
-        for job in (r.value or ([], []))[0]:
+        for job in (r.value or ([], [], []))[0]:
             _out(f"stopped {job.job_id} ({job.name}){' on ' + r.host if r.host != 'local' else ''}")
-        found.update((r.value or ([], []))[1])
+        found.update((r.value or ([], [], []))[1])
     code = _report_failures(results)
     missing = [ident for ident in wanted if ident not in found]
     for ident in missing:
-        _err(f"error: {JobNotFoundError(f'no taoremote job {ident!r} on {_targets(g)}')}")
-    if stop_all and not any((r.value or ([], []))[0] for r in results) and code == 0:
+        _err(f"error: {jobs.unmatched_message(known_everywhere, ident, _targets(g))}")
+    if stop_all and not any((r.value or ([], [], []))[0] for r in results) and code == 0:
         _out("No running taoremote jobs.")
     return code or (1 if missing else 0)
 
@@ -284,6 +286,7 @@ def prune_cmd(g: Globals) -> int:
 def info_cmd(g: Globals, *, verbose: bool, fmt: str) -> int:
     from taoremote import config, tasks
 
+    _fmt(fmt)
     task_map = tasks.load_task_map(_user_task_config())
     mounts_path = config.find_mounts_file(g.mounts, os.environ, os.path.expanduser("~"))
     mounts = load_mounts(g)

@@ -80,7 +80,15 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-FormatOpt = Annotated[str | None, typer.Option("--format", help="table or json", show_default=False)]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        metavar="table|json",
+        help="table or json (default: the global --format)",
+        show_default=False,
+    ),
+]
 
 
 @app.callback()
@@ -88,24 +96,34 @@ def root(
     ctx: typer.Context,
     mounts: Annotated[
         str | None,
-        typer.Option("--mounts", help="mounts file (default $LAUNCHER_MOUNTS, ~/.tao_mounts.json)"),
+        typer.Option(
+            "--mounts", metavar="FILE", help="mounts file (default $LAUNCHER_MOUNTS, ~/.tao_mounts.json)"
+        ),
     ] = None,
     host: Annotated[
         list[str] | None,
         typer.Option(
             "--host",
+            metavar="HOST",
             help="SSH host: ~/.ssh/config alias or [user@]host[:port]; "
             "repeat for list/stop/prune/doctor (default $TAOREMOTE_HOSTS)",
         ),
     ] = None,
     ssh_config: Annotated[
-        str | None, typer.Option("--ssh-config", help="ssh config file to read instead of ~/.ssh/config")
+        str | None,
+        typer.Option("--ssh-config", metavar="FILE", help="ssh config file to read instead of ~/.ssh/config"),
     ] = None,
     image: Annotated[
-        str | None, typer.Option("--image", help="run the task in this image instead of the mapped one")
+        str | None,
+        typer.Option("--image", metavar="IMAGE", help="run the task in this image instead of the mapped one"),
     ] = None,
     gpus: Annotated[
-        str, typer.Option("--gpus", help="all, none, a count (2), device=0,2, or auto:N (the N least-loaded)")
+        str,
+        typer.Option(
+            "--gpus",
+            metavar="SPEC",
+            help="all, none, a count (2), device=0,2, or auto:N (the N least-loaded)",
+        ),
     ] = "all",
     detach: Annotated[
         bool, typer.Option("-d", "--detach", help="start the job, print its id and return")
@@ -116,7 +134,9 @@ def root(
     no_preflight: Annotated[
         bool, typer.Option("--no-preflight", help="skip the NVIDIA driver / CUDA check")
     ] = False,
-    fmt: Annotated[str, typer.Option("--format", help="output of list/info/doctor: table or json")] = "table",
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="table|json", help="output of list/info/doctor")
+    ] = "table",
     clean_results: Annotated[
         bool, typer.Option("--clean-results", help="train: empty a non-empty results directory first (asks)")
     ] = False,
@@ -180,7 +200,10 @@ def stop_command(
     container_id: Annotated[
         list[str] | None,
         typer.Option(
-            "--container_id", "--container-id", help="job id, container name or container id prefix"
+            "--container_id",
+            "--container-id",
+            metavar="ID",
+            help="job id, container name or container id prefix",
         ),
     ] = None,
     all_: Annotated[

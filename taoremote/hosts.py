@@ -122,7 +122,9 @@ class LocalExecutor:
             return proc.wait()
         except BaseException:
             if on_interrupt is not None:
-                on_interrupt()
+                on_interrupt()  # stopping the container ends the docker client too
+            else:
+                proc.terminate()  # e.g. `docker logs -f`: stop following, leave the job alone
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -84,6 +84,10 @@ def parse_docker_error(result: Completed, image: str | None = None) -> DockerErr
     text = result.stderr.strip() or result.stdout.strip() or f"exit code {result.returncode}"
     where = f"host {result.host}" if result.host != "local" else "this machine"
     lowered = text.lower()
+    if "port is already allocated" in lowered or "address already in use" in lowered:
+        return DockerError(f"a port in DockerOptions.ports is already in use on {where}: {_first_line(text)}")
+    if "is already in use by container" in lowered:
+        return DockerError(f"a container with this name already exists on {where}: {_first_line(text)}")
     if "cannot connect to the docker daemon" in lowered or "is the docker daemon running" in lowered:
         return DockerError(
             f"the Docker daemon on {where} is not running or not reachable ({_first_line(text)})"
@@ -101,8 +105,9 @@ def parse_docker_error(result: Completed, image: str | None = None) -> DockerErr
         s in lowered
         for s in ("no such image", "unable to find image", "pull access denied", "manifest unknown")
     ):
-        return DockerError(f"image {image or '?'} is not available on {where}: {_first_line(text)}")
-    if "command not found" in lowered and "docker" in lowered:
+        what = f"image {image}" if image else "the image"
+        return DockerError(f"{what} is not available on {where}: {_first_line(text)}")
+    if re.search(r"docker: (command )?not found|docker: no such file", lowered):
         return DockerError(f"docker is not installed on {where}")
     return DockerError(f"docker failed on {where}: {_first_line(text)}")
 
@@ -165,9 +170,15 @@ def _run_attached(ex: Executor, spec: RunSpec, client_env: Mapping[str, str], na
     return code
 
 
-def follow_job(ex: Executor, name: str, *, job_id: str, remove_after: bool) -> int:
-    """Show the job's output until it ends; return its exit code. Ctrl-C stops the job."""
-    ex.stream(build_logs_argv(name, follow=True), on_interrupt=lambda: stop_quietly(ex, [name]))
+def follow_job(
+    ex: Executor, name: str, *, job_id: str, remove_after: bool, stop_on_interrupt: bool = True
+) -> int:
+    """Show the job's output until it ends; return its exit code.
+
+    Ctrl-C stops the job when we started it in the foreground; when only reattached (`logs -f`)
+    it just stops following."""
+    on_interrupt = (lambda: stop_quietly(ex, [name])) if stop_on_interrupt else None
+    ex.stream(build_logs_argv(name, follow=True), on_interrupt=on_interrupt)
     result = ex.run(build_wait_argv(name))
     if result.returncode != 0:
         raise parse_docker_error(result)
@@ -211,15 +222,29 @@ def list_jobs(ex: Executor, *, include_stopped: bool, timeout: float | None = No
 def match_job(jobs: Sequence[Job], ident: str) -> Job | None:
     """A job by its id, container name, or a container-id prefix of at least 4 characters."""
     for job in jobs:
-        if ident in (job.job_id, job.name) or (len(ident) >= 4 and job.container_id.startswith(ident)):
+        if ident in (job.job_id, job.name):
             return job
-    return None
+    by_prefix = prefix_matches(jobs, ident)
+    return by_prefix[0] if len(by_prefix) == 1 else None  # docker too refuses an ambiguous prefix
+
+
+def prefix_matches(jobs: Sequence[Job], ident: str) -> list[Job]:
+    return [j for j in jobs if len(ident) >= 4 and j.container_id.startswith(ident)]
+
+
+def unmatched_message(jobs: Sequence[Job], ident: str, where: str) -> str:
+    several = prefix_matches(jobs, ident)
+    if len(several) > 1:
+        ids = ", ".join(j.job_id for j in several)
+        return f"'{ident}' matches several jobs on {where} ({ids}); give more of it"
+    return f"no taoremote job '{ident}' on {where} (see `taoremote list --all`)"
 
 
 def find_job(ex: Executor, ident: str) -> Job:
-    job = match_job(list_jobs(ex, include_stopped=True), ident)
+    known = list_jobs(ex, include_stopped=True)
+    job = match_job(known, ident)
     if job is None:
-        raise JobNotFoundError(f"no taoremote job '{ident}' on {_where(ex)} (see `taoremote list --all`)")
+        raise JobNotFoundError(unmatched_message(known, ident, _where(ex)))
     return job
 
 
@@ -234,7 +259,7 @@ def remove_jobs(ex: Executor, jobs: Sequence[Job]) -> Completed:
 
 def show_logs(ex: Executor, job: Job, *, follow: bool) -> int:
     if follow:
-        return follow_job(ex, job.name, job_id=job.job_id, remove_after=False)
+        return follow_job(ex, job.name, job_id=job.job_id, remove_after=False, stop_on_interrupt=False)
     code = ex.stream(build_logs_argv(job.name, follow=False))
     return code
 

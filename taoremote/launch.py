@@ -91,14 +91,12 @@ def _take_volume_args(args: list[str]) -> tuple[list[str], tuple[Mount, ...]]:
     mounts: list[Mount] = []
     i = 0
     while i < len(args):
-        if args[i] == "--volume" and i + 1 < len(args):
-            parts = args[i + 1].split(":")
-            if (
-                len(parts) not in (2, 3)
-                or not parts[1].startswith("/")
-                or parts[2:] not in ([], ["ro"], ["rw"])
-            ):
-                raise UsageError(f"--volume {args[i + 1]}: expected SRC:/container/path[:ro]")
+        if args[i] == "--volume":
+            value = args[i + 1] if i + 1 < len(args) else ""
+            parts = value.split(":")
+            valid_mode = parts[2:] in ([], ["ro"], ["rw"])
+            if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/") or not valid_mode:
+                raise UsageError(f"--volume {value or '(nothing)'}: expected SRC:/container/path[:ro]")
             mounts.append(Mount(parts[0], parts[1], read_only=parts[2:] == ["ro"]))
             i += 2
             continue
@@ -256,8 +254,8 @@ def describe_plan(plan: LaunchPlan) -> str:
     if plan.host != "local" and plan.env_values:
         lines.append("# env values reach the container through a 0600 --env-file uploaded over SFTP:")
         lines.extend(f"#   {k}={v}" for k, v in shown.items())
-        argv = build_run_argv(plan.spec)
-        lines.append(render_command((*argv[:2], "--env-file", "<uploaded>", *argv[2:])))
+        remote_spec = replace(plan.spec, env_names=(), env_file="<uploaded>")  # as launch_job will run it
+        lines.append(render_command(build_run_argv(remote_spec)))
     else:
         lines.append(render_command(build_run_argv(plan.spec), shown))
     lines.extend(f"# note: {n}" for n in plan.notes)

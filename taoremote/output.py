@@ -16,7 +16,9 @@ def render(rows: Sequence[Mapping[str, object]], fmt: Format, *, empty: str = "N
         return empty
     from tabulate import tabulate  # imported only when a table is printed
 
-    return str(tabulate([list(r.values()) for r in rows], headers=list(rows[0].keys()), tablefmt="simple"))
+    headers = list(dict.fromkeys(key for row in rows for key in row))
+    table = [[row.get(h, "") for h in headers] for row in rows]
+    return str(tabulate(table, headers=headers, tablefmt="simple"))
 
 
 def render_mapping(data: Mapping[str, object], fmt: Format) -> str:

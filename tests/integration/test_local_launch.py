@@ -255,3 +255,15 @@ def test_runs_with_no_tty_from_a_pipe(rig: dict[str, str]) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "ARG<x>" in proc.stdout
+
+
+def test_ctrl_c_in_logs_follow_stops_following_not_the_job(rig: dict[str, str], tmp_path: Path) -> None:
+    env = _with_env(rig, tmp_path, [{"variable": "RIG_SLEEP", "value": "60"}])
+    job = taoremote(["-d", "detectnet_v2", "train"], env).stdout.strip()
+    follower = start_taoremote(["logs", "-f", job], env)
+    assert wait_for(lambda: running_job_names() != [], timeout=30)
+    time.sleep(1)  # let `docker logs -f` attach before interrupting it
+    follower.send_signal(signal.SIGINT)
+    follower.communicate(timeout=30)
+    assert follower.returncode == 130
+    assert running_job_names() != []  # the job goes on

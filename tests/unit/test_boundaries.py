@@ -1,0 +1,178 @@
+"""The architecture, checked on the source text (DESIGN.md §2-§3): who may start processes, open SSH
+connections, import typer, or touch the environment and the clock."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "taoremote"
+MODULES = sorted(PACKAGE.rglob("*.py"))
+PURE_MODULES = ("command.py", "preflight.py", "requirements.py", "output.py")
+# taoremote modules that do I/O, start processes or hold the CLI: a pure module may not import them
+IMPURE_TAOREMOTE = ("hosts", "jobs", "launch", "actions", "cli", "doctor", "__main__")
+
+
+def _source(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Top-level names of every module imported anywhere in the file (deferred imports included)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(_source(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _importers(top_level: str) -> list[str]:
+    return [
+        p.name
+        for p in MODULES
+        if any(n == top_level or n.startswith(f"{top_level}.") for n in _imported_modules(p))
+    ]
+
+
+def test_the_package_has_the_modules_these_checks_are_about() -> None:
+    names = {p.name for p in MODULES}
+    assert {"hosts.py", "cli.py", *PURE_MODULES} <= names
+
+
+@pytest.mark.parametrize("library", ["subprocess", "fabric", "paramiko"])
+def test_only_hosts_py_imports_process_and_ssh_libraries(library: str) -> None:
+    assert set(_importers(library)) <= {"hosts.py"}
+
+
+def test_hosts_py_does_import_subprocess_so_the_check_above_can_fail() -> None:
+    assert "hosts.py" in _importers("subprocess")
+
+
+def test_only_cli_py_imports_typer() -> None:
+    assert _importers("typer") == ["cli.py"]
+
+
+def test_no_module_imports_click_directly() -> None:
+    assert _importers("click") == []
+
+
+def test_the_import_regexes_agree_with_the_syntax_tree() -> None:
+    # a second opinion that also sees imports the ast walk could miss (e.g. inside exec'd strings)
+    pattern = re.compile(r"^\s*(?:import|from)\s+(subprocess|fabric|paramiko|typer)\b", re.M)
+    found = {(p.name, m.group(1)) for p in MODULES for m in pattern.finditer(_source(p))}
+    assert {name for name, lib in found if lib != "typer"} <= {"hosts.py"}
+    assert {name for name, lib in found if lib == "typer"} == {"cli.py"}
+
+
+# ---------------------------------------------------------------------------------------------- pure modules
+
+IMPURE_STDLIB = (
+    "os",
+    "subprocess",
+    "shutil",
+    "time",
+    "datetime",
+    "socket",
+    "getpass",
+    "secrets",
+    "random",
+    "uuid",
+    "signal",
+    "threading",
+    "fabric",
+    "paramiko",
+    "typer",
+)
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_module_imports_nothing_impure(module: str) -> None:
+    imported = _imported_modules(PACKAGE / module)
+    bad = sorted(n for n in imported if n.split(".")[0] in IMPURE_STDLIB)
+    assert bad == []
+    internal = sorted(
+        n for n in imported if n.startswith("taoremote.") and n.split(".")[1] in IMPURE_TAOREMOTE
+    )
+    assert internal == []
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_module_reads_no_environment_clock_or_path(module: str) -> None:
+    source = _source(PACKAGE / module)
+    code = "\n".join(line.split("#", 1)[0] for line in source.splitlines())  # comments may mention them
+    for pattern in (
+        r"\bos\.environ\b",
+        r"\bgetenv\s*\(",
+        r"\bshutil\.which\b",
+        r"\btime\.(time|monotonic|perf_counter)\s*\(",
+        r"\bdatetime\.(now|utcnow|today)\s*\(",
+        r"\bdate\.today\s*\(",
+        r"\bsubprocess\.",
+        r"\bos\.(getcwd|getuid|getgid|path\.expanduser)\b",
+        r"\bPath\.(home|cwd)\s*\(",
+        r"\bisatty\s*\(",
+    ):
+        assert re.search(pattern, code) is None, f"{module}: {pattern}"
+
+
+# ---------------------------------------------------------------------------------------------- calls
+
+
+def test_no_module_passes_shell_true() -> None:
+    offenders = [p.name for p in MODULES if re.search(r"\bshell\s*=\s*True\b", _source(p))]
+    assert offenders == []
+    for path in MODULES:
+        for node in ast.walk(ast.parse(_source(path))):
+            if isinstance(node, ast.Call):
+                for kw in node.keywords:
+                    assert not (kw.arg == "shell" and not _is_false(kw.value)), f"{path.name}:{node.lineno}"
+
+
+def _is_false(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is False
+
+
+def _fabric_calls(tree: ast.AST) -> list[ast.Call]:
+    """`.run(` / `.sudo(` calls on anything but the subprocess module: in hosts.py those go to fabric."""
+    calls = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("run", "sudo")
+            and not (isinstance(node.func.value, ast.Name) and node.func.value.id == "subprocess")
+        ):
+            calls.append(node)
+    return calls
+
+
+def test_fabric_run_is_never_given_env() -> None:
+    # invoke/fabric turn env= into an unescaped `export K=V` line in the remote command
+    calls = _fabric_calls(ast.parse(_source(PACKAGE / "hosts.py")))
+    assert len(calls) >= 3  # run, run_visible and stream (twice) go through fabric
+    for call in calls:
+        assert "env" not in {kw.arg for kw in call.keywords}, f"hosts.py:{call.lineno}"
+        assert None not in {kw.arg for kw in call.keywords}, f"hosts.py:{call.lineno}: **kwargs hide env="
+
+
+def test_fabric_run_calls_found_by_text_have_no_env_argument() -> None:
+    # the same rule, read off the text of each `_conn.run(...)` call up to its closing parenthesis
+    source = _source(PACKAGE / "hosts.py")
+    starts = [m.end() for m in re.finditer(r"\._conn\.(?:run|sudo)\(", source)]
+    assert starts
+    for start in starts:
+        depth, end = 1, start
+        while depth:
+            depth += {"(": 1, ")": -1}.get(source[end], 0)
+            end += 1
+        assert not re.search(r"\benv\s*=", source[start:end]), source[start:end]
+
+
+def test_no_module_uses_fabrics_inline_ssh_env() -> None:
+    assert [p.name for p in MODULES if "inline_ssh_env" in _source(p)] == []
