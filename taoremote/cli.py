@@ -143,15 +143,23 @@ def root(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="answer yes to questions (--clean-results)")
     ] = False,
+    inventory: Annotated[
+        str | None,
+        typer.Option(
+            "--inventory",
+            metavar="FILE",
+            help="file naming a fleet, one host per line (# comments); default $TAOREMOTE_INVENTORY",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="show the version and exit")
     ] = False,
 ) -> None:
     if fmt not in ("table", "json"):
         raise UsageError(f"--format {fmt!r}: expected table or json")
-    hosts = tuple(host or ()) or tuple(
-        h for h in os.environ.get("TAOREMOTE_HOSTS", "").replace(",", " ").split() if h
-    )
+    from taoremote.fleet import resolve_hosts
+
+    hosts = resolve_hosts(host or (), inventory, os.environ)
     ctx.obj = Globals(
         mounts, hosts, ssh_config, image, gpus, detach, dry_run, not no_preflight, fmt, clean_results, yes
     )

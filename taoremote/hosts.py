@@ -182,12 +182,14 @@ def stdio_is_terminal() -> bool:
 
 DEFAULT_CONNECT_TIMEOUT_S = 10
 KEEPALIVE_S = 15  # long `logs -f` sessions must survive idle NAT links
+GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 
 
 @dataclass(frozen=True)
 class HostKeyPolicy:
     strict: str  # "yes" | "accept-new" | "no"
-    known_hosts: tuple[str, ...]
+    known_hosts: tuple[str, ...]  # UserKnownHostsFile: the first one is where accept-new records keys
+    global_known_hosts: tuple[str, ...] = ()
 
 
 def parse_host_spec(spec: str) -> tuple[str | None, str, int | None]:
@@ -225,27 +227,27 @@ class SshExecutor:
         ssh_cfg = self._conn.ssh_config
         self._timeout = float(ssh_cfg.get("connecttimeout", DEFAULT_CONNECT_TIMEOUT_S))
         self._conn.connect_timeout = self._timeout
-        self._policy = _host_key_policy(ssh_cfg)
         self._secure(self._conn)
         self._sftp: object | None = None
 
     def _secure(self, conn: object) -> None:
-        """fabric's default is AutoAddPolicy with known_hosts ignored; put OpenSSH's rules back."""
+        """fabric's default is AutoAddPolicy with known_hosts ignored; put OpenSSH's rules back.
+        A ProxyJump gateway is a Connection of its own, with its own Host block: secured the same way."""
         import paramiko
 
         client = conn.client  # type: ignore[attr-defined]
-        if self._policy.strict == "no":
+        policy = _host_key_policy(conn.ssh_config)  # type: ignore[attr-defined]
+        if policy.strict == "no":
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         else:
-            for path in self._policy.known_hosts:
+            first, *others = policy.known_hosts
+            if os.path.isfile(first):
+                client.load_host_keys(first)  # the file accept-new appends to
+            for path in [*others, *policy.global_known_hosts]:
                 if os.path.isfile(path):
-                    client.load_host_keys(path) if path == self._policy.known_hosts[0] else _merge_keys(
-                        client, path
-                    )
-            if self._policy.strict == "accept-new":
-                client.set_missing_host_key_policy(_AcceptNewPolicy(self._policy.known_hosts[0]))
-            else:
-                client.set_missing_host_key_policy(paramiko.RejectPolicy())
+                    _merge_keys(client, path)
+            missing = _AcceptNewPolicy(first) if policy.strict == "accept-new" else paramiko.RejectPolicy()
+            client.set_missing_host_key_policy(missing)
         gateway = getattr(conn, "gateway", None)
         if gateway is not None and hasattr(gateway, "client"):
             self._secure(gateway)
@@ -393,11 +395,15 @@ def _merge_keys(client: object, path: str) -> None:
 def _host_key_policy(ssh_cfg: Mapping[str, object]) -> HostKeyPolicy:
     strict = str(ssh_cfg.get("stricthostkeychecking", "yes")).lower()
     strict = {"off": "no", "false": "no", "ask": "yes", "true": "yes", "on": "yes"}.get(strict, strict)
-    files = ssh_cfg.get("userknownhostsfile")
-    if isinstance(files, list):
-        files = " ".join(files)
-    paths = tuple(os.path.expanduser(p) for p in str(files).split()) if files else ()
-    return HostKeyPolicy(strict, paths or (os.path.expanduser("~/.ssh/known_hosts"),))
+    user_files = _paths(ssh_cfg.get("userknownhostsfile")) or (os.path.expanduser("~/.ssh/known_hosts"),)
+    global_files = _paths(ssh_cfg.get("globalknownhostsfile")) or (GLOBAL_KNOWN_HOSTS,)
+    return HostKeyPolicy(strict, user_files, global_files)
+
+
+def _paths(value: object) -> tuple[str, ...]:
+    if isinstance(value, list):
+        value = " ".join(value)
+    return tuple(os.path.expanduser(p) for p in str(value).split()) if value else ()
 
 
 class _AcceptNewPolicy:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -272,3 +273,46 @@ def test_fleet_stop_all_and_hosts_from_environment(tmp_path: Path, fleet: list[S
     assert "stopped" in result.stdout
     assert running_job_names() == []
     assert os.environ.get("TAOREMOTE_HOSTS") is None
+
+
+def test_remote_interactive_shell_gets_a_pty(tmp_path: Path, sshd_host: SshHost) -> None:
+    env = _env(tmp_path, sshd_host)
+    command = " ".join([sys.executable, "-m", "taoremote", *_remote(sshd_host, "detectnet_v2")])
+    proc = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        input="echo remote-$((40+2)) ${#API_TOKEN}; [ -t 0 ] && echo has-tty\nexit 6\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 6, proc.stdout + proc.stderr
+    assert f"remote-42 {len(SECRET)}" in proc.stdout and "has-tty" in proc.stdout
+    assert not list(Path("/tmp").glob("taoremote-env-*"))
+
+
+def test_a_launch_uses_one_ssh_connection(tmp_path: Path, sshd_host: SshHost) -> None:
+    env = _env(tmp_path, sshd_host)
+    before = sshd_host.log_path.read_text().count("Accepted publickey")
+    result = taoremote(_remote(sshd_host, "detectnet_v2", "train", "x"), env)
+    assert result.returncode == 0, result.stderr
+    assert sshd_host.log_path.read_text().count("Accepted publickey") - before == 1
+
+
+def test_proxyjump_through_another_host(tmp_path: Path, fleet: list[SshHost], sshd_host: SshHost) -> None:
+    env = _env(tmp_path, sshd_host)
+    jump, target = fleet[0], sshd_host
+    cfg = tmp_path / "jump_config"
+    cfg.write_text(
+        fleet[0].ssh_config_path.read_text()
+        + f"\nHost behind\n    HostName 127.0.0.1\n    Port {target.port}\n    User {target.user}\n"
+        f"    IdentityFile {target.identity_file}\n    UserKnownHostsFile {target.known_hosts_path}\n"
+        f"    ProxyJump {jump.name}\n"
+    )
+    before = jump.log_path.read_text().count("Accepted publickey")
+    result = taoremote(
+        ["--ssh-config", str(cfg), "--host", "behind", "detectnet_v2", "train", "via-jump"], env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ARG<via-jump>" in result.stdout
+    assert jump.log_path.read_text().count("Accepted publickey") - before == 1
