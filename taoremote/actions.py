@@ -121,7 +121,7 @@ def run_task(argv: list[str], g: Globals) -> int:
     needs_host = not g.dry_run or g.gpus.startswith("auto:")
     ex = open_executor(host, ssh_config=g.ssh_config) if needs_host else None
     try:
-        plan = launch.plan_launch(request, mounts, task_map, opts, ex, warn=_err)
+        plan = launch.plan_launch(request, mounts, task_map, opts, ex)
         if g.dry_run:
             _out(launch.describe_plan(plan))
             return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from taoremote.config import DockerOptions, PortMapping, Ulimit
 
@@ -71,6 +71,16 @@ def build_run_argv(spec: RunSpec) -> tuple[str, ...]:
     return tuple(argv)
 
 
+def build_create_argv(spec: RunSpec) -> tuple[str, ...]:
+    """`docker create` with the same flags as a foreground run (--rm included): the container holds its
+    env from then on, so a remote env-file can go before an interactive session even starts."""
+    return ("docker", "create", *build_run_argv(replace(spec, detach=False))[2:])
+
+
+def build_start_attached_argv(name: str) -> tuple[str, ...]:
+    return ("docker", "start", "--attach", "--interactive", name)
+
+
 def build_ps_argv(*, include_stopped: bool, job_id: str | None = None) -> tuple[str, ...]:
     """One `docker ps` per host, filtered by our label; the template names every field explicitly
     because `{{json .}}` joins labels with commas, which is ambiguous for label values."""
@@ -112,7 +122,11 @@ def build_logs_argv(name: str, *, follow: bool) -> tuple[str, ...]:
     return ("docker", "logs", *(["--follow"] if follow else []), name)
 
 
-def build_wait_argv(name: str) -> tuple[str, ...]:
+def build_wait_argv(name: str, *, remove: bool = False) -> tuple[str, ...]:
+    """`docker wait` prints the exit code; with remove, the finished container goes in the same
+    round trip (a remote command costs two network round trips)."""
+    if remove:
+        return ("sh", "-c", 'docker wait "$1" && docker rm --force "$1" >/dev/null', "sh", name)
     return ("docker", "wait", name)
 
 

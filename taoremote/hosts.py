@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -260,6 +261,9 @@ class SshExecutor:
         except Exception as exc:
             raise HostError(describe_ssh_failure(self.host, self._conn, exc, self._timeout)) from None
         transport = self._conn.transport
+        with contextlib.suppress(AttributeError, OSError):
+            # paramiko leaves Nagle on: each small command/exit message then waits ~40 ms for an ACK
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if transport is not None:
             interval = self._conn.ssh_config.get("serveraliveinterval")
             transport.set_keepalive(int(interval) if interval and interval.isdigit() else KEEPALIVE_S)
@@ -422,8 +426,6 @@ class _AcceptNewPolicy:
 
 def describe_ssh_failure(spec: str, conn: object, exc: Exception, timeout: float) -> str:
     """One line per way an SSH connect fails, with what to do about it."""
-    import socket
-
     import paramiko
 
     target = f"{getattr(conn, 'user', '?')}@{getattr(conn, 'host', spec)}:{getattr(conn, 'port', 22)}"

@@ -16,17 +16,20 @@ from dataclasses import dataclass, replace
 from taoremote.command import (
     JOB_LABEL,
     RunSpec,
+    build_create_argv,
     build_logs_argv,
     build_ps_argv,
     build_pull_argv,
     build_rm_argv,
     build_run_argv,
+    build_start_attached_argv,
     build_stop_argv,
     build_wait_argv,
     container_name,
 )
 from taoremote.errors import DockerError, JobNotFoundError, PreflightError
 from taoremote.hosts import Completed, Executor
+from taoremote.signals import Terminated
 
 # Exit codes the docker CLI uses for its own failures (docker run reference, "Exit Status").
 DOCKER_CLI_FAILED = 125
@@ -132,23 +135,30 @@ def launch_job(
     env_file = handoff.run_flags[1] if handoff.run_flags[:1] == ("--env-file",) else None
     spec = replace(spec, env_names=names, env_file=env_file)
     name = container_name(spec.task, spec.job_id)
+    if spec.interactive and handoff.cleanup_path:
+        return _run_interactive_with_env_file(ex, spec, handoff.cleanup_path, name)
     if not spec.detach and not (ex.follow_detached and not spec.interactive):
-        try:
-            return _run_attached(ex, spec, handoff.client_env, name)
-        finally:
-            # only a remote interactive shell gets here with an env-file; it goes when the shell ends
-            if handoff.cleanup_path:
-                ex.remove_file(handoff.cleanup_path)
+        return _run_attached(ex, spec, handoff.client_env, name)
+    env_file_left = handoff.cleanup_path
     try:
         _start_detached(ex, replace(spec, detach=True), handoff.client_env)
+        if env_file_left:
+            # the container holds its env now: the secret file must not outlive this moment
+            ex.remove_file(env_file_left)
+            env_file_left = None
+        if spec.detach:
+            echo(spec.job_id)
+            return 0
+        return follow_job(ex, name, job_id=spec.job_id, remove_after=True)
+    except (KeyboardInterrupt, Terminated):
+        # whatever step the interruption hit, a job we started in the foreground must not outlive it
+        if not spec.detach:
+            stop_quietly(ex, [name], remove=True)
+        raise
     finally:
-        # the container holds its env now: the secret file must not outlive this moment
-        if handoff.cleanup_path:
-            ex.remove_file(handoff.cleanup_path)
-    if spec.detach:
-        echo(spec.job_id)
-        return 0
-    return follow_job(ex, name, job_id=spec.job_id, remove_after=True)
+        if env_file_left:
+            with contextlib.suppress(Exception):
+                ex.remove_file(env_file_left)
 
 
 def _start_detached(ex: Executor, spec: RunSpec, client_env: Mapping[str, str]) -> None:
@@ -158,6 +168,17 @@ def _start_detached(ex: Executor, spec: RunSpec, client_env: Mapping[str, str]) 
         with contextlib.suppress(DockerError):
             ex.run(build_rm_argv([container_name(spec.task, spec.job_id)]))
         raise parse_docker_error(result, spec.image)
+
+
+def _run_interactive_with_env_file(ex: Executor, spec: RunSpec, env_file: str, name: str) -> int:
+    """create (the env-file is read now), delete the env-file, then start attached to the terminal."""
+    try:
+        created = ex.run(build_create_argv(spec))
+    finally:
+        ex.remove_file(env_file)
+    if created.returncode != 0:
+        raise parse_docker_error(created, spec.image)
+    return ex.stream(build_start_attached_argv(name), tty=True)
 
 
 def _run_attached(ex: Executor, spec: RunSpec, client_env: Mapping[str, str], name: str) -> int:
@@ -177,23 +198,22 @@ def follow_job(
 
     Ctrl-C stops the job when we started it in the foreground; when only reattached (`logs -f`)
     it just stops following."""
-    on_interrupt = (lambda: stop_quietly(ex, [name])) if stop_on_interrupt else None
+    on_interrupt = (lambda: stop_quietly(ex, [name], remove=remove_after)) if stop_on_interrupt else None
     ex.stream(build_logs_argv(name, follow=True), on_interrupt=on_interrupt)
-    result = ex.run(build_wait_argv(name))
+    result = ex.run(build_wait_argv(name, remove=remove_after))
     if result.returncode != 0:
         raise parse_docker_error(result)
-    code = int(result.stdout.strip().splitlines()[-1])
-    if remove_after:
-        ex.run(build_rm_argv([name]))
-    return code
+    return int(result.stdout.strip().splitlines()[0])
 
 
-def stop_quietly(ex: Executor, names: Sequence[str]) -> None:
+def stop_quietly(ex: Executor, names: Sequence[str], *, remove: bool = False) -> None:
     """Best effort during an interruption: the job must not outlive a Ctrl-C, but a second error
-    here must not hide the first."""
+    here must not hide the first. remove: a foreground job started detached (SSH) leaves nothing."""
     with contextlib.suppress(Exception):
         print(f"taoremote: stopping {', '.join(names)} on {ex.host} ...", file=sys.stderr)
         ex.run(build_stop_argv(names), timeout=60)
+        if remove:
+            ex.run(build_rm_argv(names), timeout=60)
 
 
 def pull_image(ex: Executor, image: str) -> None:

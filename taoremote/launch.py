@@ -11,8 +11,7 @@ import os
 import re
 import secrets
 import shlex
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -132,8 +131,6 @@ def plan_launch(
     task_map: TaskMap,
     opts: LaunchOptions,
     ex: Executor | None,
-    *,
-    warn: Callable[[str], None],
 ) -> LaunchPlan:
     """ex is None for a dry run: nothing is asked of the host, sources are shown as written."""
     image = resolve_image(
@@ -162,12 +159,15 @@ def plan_launch(
     else:
         from taoremote import preflight  # the probe and its verdicts: not needed for a dry run
 
-        probe = _probe(ex, image, [m.source for m in mounts] + paths.probe_paths(path_args, mounts))
+        check_driver = opts.preflight and gpus != "none"
+        needs_gpu_facts = check_driver or gpus.startswith("auto:")
+        probed = [m.source for m in mounts] + paths.probe_paths(path_args, mounts)
+        probe = _probe(ex, image, probed, gpu=needs_gpu_facts)
         bound = _bind_mounts(host, mounts, probe)
         states = probe.paths
         image_present = probe.image_env is not None
-        if opts.preflight and gpus != "none":
-            facts = preflight.host_facts(probe, host=host)
+        facts = preflight.host_facts(probe, host=host) if needs_gpu_facts else None
+        if check_driver and facts is not None:
             verdict = preflight.check_cuda_compat(
                 host,
                 facts,
@@ -177,16 +177,10 @@ def plan_launch(
             if not verdict.ok:
                 raise PreflightError(verdict.message)
             notes.extend(verdict.notes)
-            if gpus.startswith("auto:"):
-                chosen = preflight.pick_gpus(facts.gpus, int(gpus.split(":", 1)[1]))
-                gpus = "device=" + ",".join(str(i) for i in chosen)
-                notes.append(
-                    f"--gpus {opts.gpus}: chose GPU {', '.join(str(i) for i in chosen)} (least loaded)"
-                )
-        elif gpus.startswith("auto:"):
-            raise UsageError(
-                "--gpus auto:N reads GPU load with nvidia-smi, so it cannot be used with --no-preflight"
-            )
+        if gpus.startswith("auto:") and facts is not None:
+            chosen = preflight.pick_gpus(facts.gpus, int(gpus.split(":", 1)[1]))
+            gpus = "device=" + ",".join(str(i) for i in chosen)
+            notes.append(f"--gpus {opts.gpus}: chose GPU {', '.join(str(i) for i in chosen)} (least loaded)")
 
     report = paths.check_path_args(path_args, mounts, states, subtask=request.subtask)
     if report.errors:
@@ -263,13 +257,13 @@ def describe_plan(plan: LaunchPlan) -> str:
     return "\n".join(lines)
 
 
-def _probe(ex: Executor, image: str, sources: Sequence[str]) -> preflight.Probe:
+def _probe(ex: Executor, image: str, sources: Sequence[str], *, gpu: bool) -> preflight.Probe:
     from taoremote import preflight
 
-    result = ex.run(preflight.build_probe_argv(image, list(sources)), timeout=60)
+    result = ex.run(preflight.build_probe_argv(image, list(sources), gpu=gpu), timeout=60)
     if result.returncode != 0:
         raise PreflightError(f"host {ex.host}: the preflight probe failed: {result.stderr.strip()[:300]}")
-    return preflight.parse_probe(result.stdout, host=ex.host)
+    return preflight.parse_probe(result.stdout, host=ex.host, gpu=gpu)
 
 
 def _bind_mounts(host: str, mounts: Sequence[Mount], probe: preflight.Probe) -> tuple[BoundMount, ...]:
@@ -304,7 +298,3 @@ def _local_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid())
-
-
-def stdio_note(message: str) -> None:
-    print(f"taoremote: {message}", file=sys.stderr)

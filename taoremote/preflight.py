@@ -98,48 +98,54 @@ def _capture(name: str, command: str) -> str:
 # One POSIX sh script, run as `sh -c PROBE_SCRIPT sh IMAGE PATH...`. It is one line (`;`-joined) and avoids
 # `!`, so whatever login shell re-reads it over SSH (csh included) passes it on intact. Command substitution
 # strips trailing newlines and printf adds exactly one back, so every end marker starts a line of its own.
-PROBE_SCRIPT = " ".join(
-    (
-        "printf '%s\\n' '@@taoremote:probe v=1@@';",
-        # On WSL nvidia-smi lives in /usr/lib/wsl/lib, which SSH sessions often lack on their PATH.
-        "smi=nvidia-smi; if command -v nvidia-smi >/dev/null 2>&1; then :;",
-        "elif [ -x /usr/lib/wsl/lib/nvidia-smi ]; then smi=/usr/lib/wsl/lib/nvidia-smi; fi;",
-        _capture("nvidia-smi", '"$smi"'),
-        # The field list goes in the end marker: it is known only after the retry without compute_cap.
-        "printf '%s\\n' '@@taoremote:begin query@@'; f=" + ",".join(QUERY_FIELDS) + ";",
-        'out=$("$smi" --query-gpu=$f --format=csv,noheader,nounits 2>&1); rc=$?;',
-        "if [ $rc -ne 0 ] && [ $rc -ne 127 ]; then f=" + ",".join(QUERY_FIELDS_R470) + ";",
-        'out=$("$smi" --query-gpu=$f --format=csv,noheader,nounits 2>&1); rc=$?; fi;',
-        'printf \'%s\\n\' "$out" "@@taoremote:end query rc=$rc fields=$f@@";',
-        _capture("image", "docker image inspect --format '{{json .Config.Env}}' \"$1\""),
-        _capture("runtimes", "docker info --format '{{json .Runtimes}}'"),
-        _capture("hook", "command -v nvidia-container-runtime-hook"),
-        _capture(
-            "runtime-config",
-            "grep -E '^[[:space:]]*disable-require[[:space:]]*=' /etc/nvidia-container-runtime/config.toml",
-        ),
-        'if [ $# -gt 0 ]; then shift; fi; for p in "$@"; do r=$p;',
-        'case $r in "~") r=$HOME;; "~/"*) r=$HOME/${r#"~/"};; esac;',
-        "case $r in /*) ;; *) r=$PWD/$r;; esac;",
-        'e=0; d=0; n=0; if [ -e "$r" ]; then e=1; fi;',
-        # `find DIR/. -name . -o -prune -print` lists direct children only (POSIX has no -maxdepth).
-        'if [ -d "$r" ]; then d=1;',
-        'if [ -n "$(find "$r/." -name . -o -prune -print 2>/dev/null | head -n 1)" ]; then n=1; fi; fi;',
-        'printf \'%s\\n\' "@@taoremote:path exists=$e dir=$d nonempty=$n@@" "$p" "$r";',
-        "done; printf '%s\\n' '@@taoremote:end-of-probe@@'",
-    )
+_GPU_LINES = (
+    # On WSL nvidia-smi lives in /usr/lib/wsl/lib, which SSH sessions often lack on their PATH.
+    "smi=nvidia-smi; if command -v nvidia-smi >/dev/null 2>&1; then :;",
+    "elif [ -x /usr/lib/wsl/lib/nvidia-smi ]; then smi=/usr/lib/wsl/lib/nvidia-smi; fi;",
+    _capture("nvidia-smi", '"$smi"'),
+    # The field list goes in the end marker: it is known only after the retry without compute_cap.
+    "printf '%s\\n' '@@taoremote:begin query@@'; f=" + ",".join(QUERY_FIELDS) + ";",
+    'out=$("$smi" --query-gpu=$f --format=csv,noheader,nounits 2>&1); rc=$?;',
+    "if [ $rc -ne 0 ] && [ $rc -ne 127 ]; then f=" + ",".join(QUERY_FIELDS_R470) + ";",
+    'out=$("$smi" --query-gpu=$f --format=csv,noheader,nounits 2>&1); rc=$?; fi;',
+    'printf \'%s\\n\' "$out" "@@taoremote:end query rc=$rc fields=$f@@";',
 )
+_DOCKER_GPU_LINES = (
+    _capture("runtimes", "docker info --format '{{json .Runtimes}}'"),
+    _capture("hook", "command -v nvidia-container-runtime-hook"),
+    _capture(
+        "runtime-config",
+        "grep -E '^[[:space:]]*disable-require[[:space:]]*=' /etc/nvidia-container-runtime/config.toml",
+    ),
+)
+_PATH_LINES = (
+    'if [ $# -gt 0 ]; then shift; fi; for p in "$@"; do r=$p;',
+    'case $r in "~") r=$HOME;; "~/"*) r=$HOME/${r#"~/"};; esac;',
+    "case $r in /*) ;; *) r=$PWD/$r;; esac;",
+    'e=0; d=0; n=0; if [ -e "$r" ]; then e=1; fi;',
+    # `find DIR/. -name . -o -prune -print` lists direct children only (POSIX has no -maxdepth).
+    'if [ -d "$r" ]; then d=1;',
+    'if [ -n "$(find "$r/." -name . -o -prune -print 2>/dev/null | head -n 1)" ]; then n=1; fi; fi;',
+    'printf \'%s\\n\' "@@taoremote:path exists=$e dir=$d nonempty=$n@@" "$p" "$r";',
+    "done; printf '%s\\n' '@@taoremote:end-of-probe@@'",
+)
+_IMAGE_LINE = _capture("image", "docker image inspect --format '{{json .Config.Env}}' \"$1\"")
+_HEADER = "printf '%s\\n' '@@taoremote:probe v=1@@';"
+PROBE_SCRIPT = " ".join((_HEADER, *_GPU_LINES, _IMAGE_LINE, *_DOCKER_GPU_LINES, *_PATH_LINES))
+# --no-preflight / --gpus none: mount sources and the image are still looked at (one round trip), the
+# driver is not.
+PATHS_PROBE_SCRIPT = " ".join((_HEADER, _IMAGE_LINE, *_PATH_LINES))
 _MARKER = re.compile(r"@@taoremote:([a-z-]+)((?: [a-z.-]+(?:=\S*)?)*)@@")
 
 
-def build_probe_argv(image: str, paths: Sequence[str]) -> tuple[str, ...]:
+def build_probe_argv(image: str, paths: Sequence[str], *, gpu: bool = True) -> tuple[str, ...]:
     for path in paths:
         if "\n" in path:  # the probe reports one path per line
             raise UsageError(f"mount path {path!r} contains a newline")
-    return ("sh", "-c", PROBE_SCRIPT, "sh", image, *paths)
+    return ("sh", "-c", PROBE_SCRIPT if gpu else PATHS_PROBE_SCRIPT, "sh", image, *paths)
 
 
-def parse_probe(stdout: str, *, host: str | None = None) -> Probe:
+def parse_probe(stdout: str, *, host: str | None = None, gpu: bool = True) -> Probe:
     sections: dict[str, tuple[str, int, dict[str, str]]] = {}
     paths: dict[str, PathState] = {}
     complete = False
@@ -169,13 +175,14 @@ def parse_probe(stdout: str, *, host: str | None = None) -> Probe:
             i += 2
         elif kind == "end-of-probe":
             complete = True
-    missing = {"nvidia-smi", "query", "image", "runtimes"} - sections.keys()
-    if not complete or missing:
+    required = {"nvidia-smi", "query", "image", "runtimes"} if gpu else {"image"}
+    if not complete or required - sections.keys():
         raise PreflightError(f"{_where(host)}the preflight probe's output is incomplete; {SKIP_HINT}")
-    smi_text, smi_rc, _ = sections["nvidia-smi"]
-    query_text, query_rc, query_attrs = sections["query"]
+    not_probed: tuple[str, int, dict[str, str]] = ("", 127, {})
+    smi_text, smi_rc, _ = sections.get("nvidia-smi", not_probed)
+    query_text, query_rc, query_attrs = sections.get("query", not_probed)
     image_text, image_rc, _ = sections["image"]
-    runtimes_text, runtimes_rc, _ = sections["runtimes"]
+    runtimes_text, runtimes_rc, _ = sections.get("runtimes", not_probed)
     hook_text, hook_rc, _ = sections.get("hook", ("", 1, {}))
     config_text, config_rc, _ = sections.get("runtime-config", ("", 1, {}))
     return Probe(

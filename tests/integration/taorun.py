@@ -103,3 +103,40 @@ def wait_for(predicate: object, timeout: float = 30, interval: float = 0.1) -> b
             return True
         time.sleep(interval)
     return False
+
+
+def run_in_terminal(
+    argv: Sequence[str], env: Mapping[str, str], lines: Sequence[str], ready: str
+) -> tuple[int, str]:
+    """Run argv in a real terminal (tmux), type each line once `ready` shows on screen, return
+    (exit code, what the screen showed). Typing only after the prompt is how a person does it."""
+    import shlex
+    import tempfile
+    import uuid
+
+    name = f"taoremote-{uuid.uuid4().hex[:8]}"
+    rc_file = Path(tempfile.mkdtemp()) / "rc"
+    shell_line = f"{shlex.join(argv)}; echo $? > {shlex.quote(str(rc_file))}"
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", name, "-x", "200", "-y", "50", "sh", "-c", shell_line],
+        env=dict(env),
+        check=True,
+    )
+    screen = ""
+
+    def capture() -> str:
+        out = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True)
+        return out.stdout
+
+    try:
+        if not wait_for(lambda: ready in capture(), timeout=60):
+            raise AssertionError(f"never saw {ready!r} on the screen:\n{capture()}")
+        for line in lines:
+            subprocess.run(["tmux", "send-keys", "-t", name, line, "Enter"], check=True)
+            time.sleep(0.3)
+            screen = capture() or screen
+        if not wait_for(rc_file.exists, timeout=60):
+            raise AssertionError(f"the command did not end:\n{capture()}")
+        return int(rc_file.read_text().strip()), screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)

@@ -15,6 +15,7 @@ from tests.integration.taorun import (
     DEFAULT_SMI,
     base_env,
     docker,
+    run_in_terminal,
     running_job_names,
     start_taoremote,
     taoremote,
@@ -270,16 +271,8 @@ def test_ctrl_c_in_logs_follow_stops_following_not_the_job(rig: dict[str, str], 
 
 
 def test_no_subtask_opens_an_interactive_shell_in_a_terminal(rig: dict[str, str]) -> None:
-    # `script` gives taoremote a real pseudo-terminal, as a user's terminal would
-    command = f"{sys.executable} -m taoremote detectnet_v2"
-    proc = subprocess.run(
-        ["script", "-qec", command, "/dev/null"],
-        input="echo inside-$((40+2)) $PLAIN\nexit 4\n",
-        env=rig,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 4, proc.stdout + proc.stderr
-    assert "inside-42 visible" in proc.stdout
+    argv = [sys.executable, "-m", "taoremote", "detectnet_v2"]
+    code, screen = run_in_terminal(argv, rig, ["echo inside-$((40+2)) $PLAIN", "exit 4"], ready="/ #")
+    assert code == 4, screen
+    assert "inside-42 visible" in screen
     assert running_job_names() == []

@@ -8,10 +8,12 @@ from taoremote.command import (
     PS_TEMPLATE,
     BoundMount,
     RunSpec,
+    build_create_argv,
     build_logs_argv,
     build_ps_argv,
     build_rm_argv,
     build_run_argv,
+    build_start_attached_argv,
     build_stop_argv,
     build_wait_argv,
     container_name,
@@ -178,12 +180,27 @@ def test_ps_filters_by_label_without_truncation_and_names_fields() -> None:
     assert '"command":{{json (.Label "taoremote.command")}}' in PS_TEMPLATE
 
 
+def test_create_has_the_run_flags_and_start_attaches() -> None:
+    assert build_create_argv(_spec(detach=True, interactive=True, tty=True, env_file="/tmp/e")) == (
+        "docker", "create", "--rm", "--init", "-i", "-t",
+        "--name", "taoremote-detectnet_v2-0a1b2c3d",
+        "--label", "taoremote.job=0a1b2c3d",
+        "--gpus", "all",
+        "--env-file", "/tmp/e",
+        IMAGE, "detectnet_v2", "train", "-e", "/w/spec.txt",
+    )  # fmt: skip
+    assert build_start_attached_argv("n") == ("docker", "start", "--attach", "--interactive", "n")
+
+
 def test_stop_rm_logs_wait_argv() -> None:
     assert build_stop_argv(["a", "b"]) == ("docker", "stop", "--time", "10", "a", "b")
     assert build_rm_argv(["a"]) == ("docker", "rm", "--force", "a")
     assert build_logs_argv("a", follow=True) == ("docker", "logs", "--follow", "a")
     assert build_logs_argv("a", follow=False) == ("docker", "logs", "a")
     assert build_wait_argv("a") == ("docker", "wait", "a")
+    assert build_wait_argv("a", remove=True) == (
+        "sh", "-c", 'docker wait "$1" && docker rm --force "$1" >/dev/null', "sh", "a",
+    )  # fmt: skip
 
 
 def test_env_file_is_literal_lines() -> None:

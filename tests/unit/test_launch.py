@@ -48,7 +48,7 @@ def _config(text: str, environ: dict[str, str] | None = None) -> MountsConfig:
 
 def _plan(argv: list[str], config: MountsConfig = NO_CONFIG, **options: object) -> LaunchPlan:
     opts = LaunchOptions(dry_run=True, **options)  # type: ignore[arg-type]
-    return plan_launch(parse_task_argv(argv, TASKS), config, TASKS, opts, None, warn=lambda _: None)
+    return plan_launch(parse_task_argv(argv, TASKS), config, TASKS, opts, None)
 
 
 # ---------------------------------------------------------------------------------------------- grammar
