@@ -2,6 +2,8 @@
 # Install the system packages the integration tests need, only if missing.
 #
 #   docker.io       - dockerd (the test machine ships only a docker *client*)
+#   tmux            - a real terminal for the interactive-shell tests
+#   strace          - make bench counts the docker calls `list` makes
 #   openssh-server  - sshd, to simulate remote GPU hosts on 127.0.0.1
 #   busybox-static  - a static /bin/busybox, the rootfs of the test images
 #   iproute2        - ip/tc, for network namespaces + netem in latency benchmarks
@@ -10,7 +12,7 @@
 # must be installed, so a warm machine does no network access at all.
 set -euo pipefail
 
-PACKAGES=(docker.io openssh-server busybox-static iproute2)
+PACKAGES=(docker.io openssh-server busybox-static iproute2 tmux strace)
 
 installed() {
     # "install ok installed" is the only state in which the package is usable.
