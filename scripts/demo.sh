@@ -9,7 +9,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TAO="$ROOT/.venv/bin/taoremote"
 DEMO="$ROOT/.demo"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-show() { printf '$ %s\n' "$*"; "$@"; }
+show() { printf '$'; printf ' %q' "$@"; printf '\n'; "$@"; }
 
 mkdir -p "$DEMO/specs" "$DEMO/results"
 printf 'random_seed: 42\nbatch_size_per_gpu: 4\nnum_epochs: 1\n' > "$DEMO/specs/train.txt"

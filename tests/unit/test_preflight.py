@@ -42,6 +42,7 @@ from taoremote.preflight import (
     split_image_ref,
     suggest_image_tag,
 )
+from tests.unit.cuda_images import cuda_image
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nvidia-smi"
 TAO = "nvcr.io/nvidia/tao/tao-toolkit"
@@ -598,34 +599,6 @@ TAO_ENV = {  # as an NGC-based TAO image sets it: only cuda>=9.0, and a 4-part C
     "NVIDIA_REQUIRE_CUDA": "cuda>=9.0",
     "NVIDIA_PRODUCT_NAME": "TAO Toolkit",
 }
-
-
-B1 = [
-    "tesla",
-    "unknown",
-    "nvidia",
-    "nvidiartx",
-    "geforce",
-    "geforcertx",
-    "quadro",
-    "quadrortx",
-    "titan",
-    "titanrtx",
-]
-B2 = ["unknown", "grid", "tesla", "nvidia", "quadro", "quadrortx", "nvidiartx", "vapps", "vpc", "vcs", "vws"]
-B2 += ["cloudgaming"]
-CUDA_IMAGES = {  # rows of cuda-preflight.md §2; test_requirements.py pins the strings to the real ones
-    "12.4.1": ("12.4", (470, 525, 535), B1),
-    "12.6.3": ("12.6", (470, 535, 550), B2),
-    "13.0.0": ("13.0", (535, 550, 565, 570, 575), B2),
-}
-
-
-def cuda_image(version: str) -> dict[str, str]:
-    """The env of nvidia/cuda:VERSION-base: CUDA_VERSION and its NVIDIA_REQUIRE_CUDA."""
-    cuda, branches, brands = CUDA_IMAGES[version]
-    clauses = "".join(f" brand={b},driver>={n},driver<{n + 1}" for n in branches for b in brands)
-    return {"CUDA_VERSION": version, "NVIDIA_REQUIRE_CUDA": f"cuda>={cuda}{clauses}"}
 
 
 def test_ngc_based_images_pass_the_runtime_check_on_any_driver() -> None:

@@ -19,6 +19,7 @@ from taoremote.requirements import (
     split_factor,
     unsatisfied_message,
 )
+from tests.unit.cuda_images import IMAGE_ROWS, require_cuda
 
 HINT = ", please update your driver to a newer version, or use an earlier cuda container"
 
@@ -221,33 +222,6 @@ def test_unsatisfied_message_shows_only_the_first_token(expression: str, message
 
 # --- real NVIDIA_REQUIRE_CUDA strings of the nvidia/cuda images (§2) ----------------------------------------
 
-B1 = [
-    "tesla",
-    "unknown",
-    "nvidia",
-    "nvidiartx",
-    "geforce",
-    "geforcertx",
-    "quadro",
-    "quadrortx",
-    "titan",
-    "titanrtx",
-]
-B2 = ["unknown", "grid", "tesla", "nvidia", "quadro", "quadrortx", "nvidiartx"]
-B2 += ["vapps", "vpc", "vcs", "vws", "cloudgaming"]
-IMAGE_ROWS = {  # CUDA_VERSION: (cuda>=, forward-compat driver branches, brand set), the rows of §2's table
-    "11.8.0": ("11.8", (470,), B1),
-    "12.0.1": ("12.0", (470,), B1),
-    "12.1.1": ("12.1", (470, 525), B1),
-    "12.2.2": ("12.2", (470, 525), B1),
-    "12.3.2": ("12.3", (470, 525, 535), B1),
-    "12.4.1": ("12.4", (470, 525, 535), B1),
-    "12.5.1": ("12.5", (470, 535, 550), B2),
-    "12.6.3": ("12.6", (470, 535, 550), B2),
-    "12.8.1": ("12.8", (470, 535, 550, 560, 565), B2),
-    "12.9.1": ("12.9", (535, 550, 560, 565, 570), B2),
-    "13.0.0": ("13.0", (535, 550, 565, 570, 575), B2),
-}
 # sha256 prefixes of the strings §2 quotes verbatim (12.0.1, 12.3.2 and 12.5.1 come from table rows only)
 VERBATIM_SHA256 = {
     "11.8.0": "1a1da6030a79b5d6",
@@ -259,13 +233,6 @@ VERBATIM_SHA256 = {
     "12.9.1": "1aca9b4cfd809b04",
     "13.0.0": "4423a6770b94f2d4",
 }
-
-
-def require_cuda(version: str) -> str:
-    """§2's generator, which reproduces every quoted string byte for byte (pinned by the hashes below)."""
-    cuda, branches, brands = IMAGE_ROWS[version]
-    clauses = "".join(f" brand={b},driver>={n},driver<{n + 1}" for n in branches for b in brands)
-    return f"cuda>={cuda}{clauses}"
 
 
 @pytest.mark.parametrize("version", sorted(VERBATIM_SHA256))
