@@ -214,7 +214,15 @@ class SshExecutor:
     follow_detached = True
 
     def __init__(self, spec: str, *, ssh_config: str | None = None) -> None:
+        import logging
+
         import fabric  # deferred: see module docstring
+
+        # paramiko logs transport failures from its own thread to stderr ("Exception (client): ..."),
+        # next to the one clear line we print for the same failure: keep them out of the terminal.
+        paramiko_log = logging.getLogger("paramiko")
+        paramiko_log.addHandler(logging.NullHandler())
+        paramiko_log.propagate = False
 
         self.host = spec
         user, hostname, port = parse_host_spec(spec)
@@ -228,6 +236,9 @@ class SshExecutor:
         ssh_cfg = self._conn.ssh_config
         self._timeout = float(ssh_cfg.get("connecttimeout", DEFAULT_CONNECT_TIMEOUT_S))
         self._conn.connect_timeout = self._timeout
+        # paramiko waits 15 s for a banner and 30 s for auth by default: a host that accepts TCP and then
+        # says nothing (a hung sshd, a wrong port) must fail within ConnectTimeout too, never hang.
+        self._conn.connect_kwargs.update(banner_timeout=self._timeout, auth_timeout=self._timeout)
         self._secure(self._conn)
         self._sftp: object | None = None
 
@@ -443,6 +454,8 @@ def describe_ssh_failure(spec: str, conn: object, exc: Exception, timeout: float
             f"{prefix}: unknown host key; check it and trust it with `{scan} >> ~/.ssh/known_hosts` "
             "(or set StrictHostKeyChecking accept-new for this host in your ssh config)"
         )
+    if isinstance(exc, paramiko.SSHException) and ("banner" in str(exc) or "No existing session" in str(exc)):
+        return f"{prefix}: the port answered but no SSH server spoke within {timeout:.0f} s (ConnectTimeout)"
     if isinstance(exc, paramiko.AuthenticationException):
         return f"{prefix}: authentication failed ({exc}); check User and IdentityFile in your ssh config"
     if isinstance(exc, socket.gaierror):

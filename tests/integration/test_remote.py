@@ -311,3 +311,27 @@ def test_proxyjump_through_another_host(tmp_path: Path, fleet: list[SshHost], ss
     assert result.returncode == 0, result.stderr
     assert "ARG<via-jump>" in result.stdout
     assert jump.log_path.read_text().count("Accepted publickey") - before == 1
+
+
+def test_a_host_that_accepts_but_never_speaks_fails_within_connect_timeout(
+    tmp_path: Path, sshd_host: SshHost
+) -> None:
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True).start()
+    port = server.getsockname()[1]
+    env = _env(tmp_path, sshd_host)
+    cfg = tmp_path / "silent_config"
+    cfg.write_text(f"Host silent\n    HostName 127.0.0.1\n    Port {port}\n    ConnectTimeout 2\n")
+    try:
+        result = taoremote(["--ssh-config", str(cfg), "--host", "silent", "list"], env, timeout=30)
+    finally:
+        server.close()
+    assert result.returncode == 68, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
