@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from taoremote import jobs
-from taoremote.errors import LinkLostError, TaoRemoteError, UsageError
+from taoremote.errors import Interrupted, LinkLostError, TaoRemoteError, UsageError
 from taoremote.hosts import Executor, open_executor
 from taoremote.output import Format, render, render_mapping
+from taoremote.signals import HungUp
 
 if TYPE_CHECKING:
     from taoremote.cli import Globals
@@ -141,6 +142,10 @@ def run_task(argv: list[str], g: Globals) -> int:
             raise LinkLostError(
                 f"{exc}; the job keeps running. Reattach with: {_reattach(g, plan.spec.job_id)}"
             ) from None
+        except HungUp as exc:
+            reattach = _reattach(g, plan.spec.job_id)
+            message = f"the terminal hung up; the job keeps running. Reattach with: {reattach}"
+            raise Interrupted(message, exc.signum) from None
     finally:
         if ex is not None:
             ex.close()
@@ -203,7 +208,8 @@ def list_cmd(g: Globals, *, include_stopped: bool, fmt: str) -> int:
     rows = [
         job_row(job, with_host=len(results) > 1 or bool(g.hosts)) for r in results for job in (r.value or [])
     ]
-    _out(render(rows, checked))
+    if rows or any(r.error is None for r in results):
+        _out(render(rows, checked))  # "No jobs." only when some host could actually say so
     return _report_failures(results)
 
 
@@ -245,7 +251,9 @@ def stop_cmd(g: Globals, wanted: list[str], *, stop_all: bool) -> int:
             _out(f"stopped {job.job_id} ({job.name}){' on ' + r.host if r.host != 'local' else ''}")
         found.update((r.value or ([], [], []))[1])
     code = _report_failures(results)
-    missing = [ident for ident in wanted if ident not in found]
+    # an id is "not found" only if every host answered; otherwise it may be on the silent one
+    all_answered = all(r.error is None for r in results)
+    missing = [ident for ident in wanted if ident not in found] if all_answered else []
     for ident in missing:
         _err(f"error: {jobs.unmatched_message(known_everywhere, ident, _targets(g))}")
     if stop_all and not any((r.value or ([], [], []))[0] for r in results) and code == 0:
@@ -269,7 +277,8 @@ def logs_cmd(g: Globals, ident: str, *, follow: bool) -> int:
 
 def prune_cmd(g: Globals) -> int:
     def work(ex: Executor) -> list[jobs.Job]:
-        finished = [j for j in jobs.list_jobs(ex, include_stopped=True) if j.state != "running"]
+        listed = jobs.list_jobs(ex, include_stopped=True, timeout=HOST_DEADLINE_S)
+        finished = [j for j in listed if j.state != "running"]
         if finished:
             result = jobs.remove_jobs(ex, finished)
             if result.returncode != 0:

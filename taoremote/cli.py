@@ -294,6 +294,6 @@ def main() -> None:
 
 
 def _fail(exc: TaoRemoteError) -> None:
-    if not isinstance(exc, Interrupted):
-        print(f"taoremote: error: {exc}", file=sys.stderr)
+    prefix = "taoremote: " if isinstance(exc, Interrupted) else "taoremote: error: "
+    print(f"{prefix}{exc}", file=sys.stderr)
     raise SystemExit(exc.exit_code)

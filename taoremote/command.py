@@ -77,8 +77,13 @@ def build_create_argv(spec: RunSpec) -> tuple[str, ...]:
     return ("docker", "create", *build_run_argv(replace(spec, detach=False))[2:])
 
 
-def build_start_attached_argv(name: str) -> tuple[str, ...]:
-    return ("docker", "start", "--attach", "--interactive", name)
+def build_start_attached_argv(name: str, *, interactive: bool) -> tuple[str, ...]:
+    # exits with the container's own exit code, like an attached `docker run`
+    return ("docker", "start", "--attach", *(["--interactive"] if interactive else []), name)
+
+
+def build_inspect_state_argv(name: str) -> tuple[str, ...]:
+    return ("docker", "container", "inspect", "--format", "{{.State.Status}}", name)
 
 
 def build_ps_argv(*, include_stopped: bool, job_id: str | None = None) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from taoremote.errors import DockerError, HostError, LinkLostError
-from taoremote.signals import Terminated
+from taoremote.signals import HungUp, Terminated
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,8 @@ class LocalExecutor:
             raise _missing_binary(argv[0]) from None
         try:
             return proc.wait()
+        except HungUp:
+            raise  # the terminal is gone, not the user's wish to stop: the job goes on
         except BaseException:
             if on_interrupt is not None:
                 on_interrupt()  # stopping the container ends the docker client too
@@ -149,12 +151,27 @@ class LocalExecutor:
         return Completed(self.host, tuple(argv), proc.returncode, "", err)
 
     def hand_off_env(self, values: Mapping[str, str]) -> EnvHandoff:
-        flags = tuple(item for name in values for item in ("-e", name))
-        return EnvHandoff(flags, dict(values), None)
+        """A 0600 env-file in a private temp dir, deleted once the container exists. Not `-e NAME` with
+        the value in the docker client's environment: DOCKER_HOST, HOME, PATH or a proxy variable in
+        Envs would then reconfigure the client itself."""
+        if not values:
+            return EnvHandoff((), {}, None)
+        import tempfile
+
+        from taoremote.command import format_env_file
+
+        directory = tempfile.mkdtemp(prefix="taoremote-env-")  # mode 0700
+        path = os.path.join(directory, "env")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(format_env_file(values))
+        return EnvHandoff(("--env-file", path), {}, path)
 
     def remove_file(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(path))
 
     def close(self) -> None:
         return None
@@ -183,6 +200,7 @@ def stdio_is_terminal() -> bool:
 
 DEFAULT_CONNECT_TIMEOUT_S = 10
 KEEPALIVE_S = 15  # long `logs -f` sessions must survive idle NAT links
+LINK_TIMEOUT_S = 60
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 
 
@@ -226,12 +244,12 @@ class SshExecutor:
 
         self.host = spec
         user, hostname, port = parse_host_spec(spec)
-        config = fabric.Config(runtime_ssh_path=ssh_config) if ssh_config else fabric.Config()
         if ssh_config and not os.path.isfile(ssh_config):
             raise HostError(f"--ssh-config {ssh_config}: no such file")
         try:
+            config = fabric.Config(runtime_ssh_path=ssh_config) if ssh_config else fabric.Config()
             self._conn = fabric.Connection(hostname, user=user, port=port, config=config)
-        except Exception as exc:  # fabric raises plain errors for bad ssh_config content
+        except Exception as exc:  # paramiko/fabric raise plain errors for bad ssh_config content
             raise HostError(f"host {spec}: bad ssh configuration: {exc}") from None
         ssh_cfg = self._conn.ssh_config
         self._timeout = float(ssh_cfg.get("connecttimeout", DEFAULT_CONNECT_TIMEOUT_S))
@@ -275,6 +293,9 @@ class SshExecutor:
         with contextlib.suppress(AttributeError, OSError):
             # paramiko leaves Nagle on: each small command/exit message then waits ~40 ms for an ACK
             transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # paramiko's keepalives want no reply, so a vanished host is noticed only when TCP gives up
+            # (~15 min); unacknowledged data for LINK_TIMEOUT_S drops the link instead.
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, LINK_TIMEOUT_S * 1000)
         if transport is not None:
             interval = self._conn.ssh_config.get("serveraliveinterval")
             transport.set_keepalive(int(interval) if interval and interval.isdigit() else KEEPALIVE_S)
@@ -324,6 +345,8 @@ class SshExecutor:
                 worker.join(0.1)
                 if transport is None or not transport.is_active():
                     raise LinkLostError(f"the SSH connection to {self.host} was lost")
+        except HungUp:
+            raise  # the user's terminal is gone, not their wish to stop: the job goes on
         except (KeyboardInterrupt, Terminated):
             if on_interrupt is not None:
                 on_interrupt()  # stops the container, which ends the remote command too
@@ -348,7 +371,10 @@ class SshExecutor:
     def _link_error(self, exc: Exception, timeout: float | None) -> TaoRemoteErrorLike:
         name = type(exc).__name__
         if name == "CommandTimedOut":
-            return HostError(f"host {self.host}: no answer within {timeout:.0f} s")
+            # the link is fine (keepalives), the command is stuck: as locally, a docker-side failure
+            return DockerError(
+                f"host {self.host}: `{timeout:.0f} s` passed without an answer from the command"
+            )
         transport = self._conn.transport
         if transport is None or not transport.is_active():
             return LinkLostError(f"the SSH connection to {self.host} was lost ({name})")
@@ -365,7 +391,7 @@ class SshExecutor:
             return EnvHandoff((), {}, None)
         from taoremote.command import format_env_file  # pure; imported here to keep hosts.py small
 
-        sftp = self._sftp_client()
+        sftp = self._sftp_or_error()
         # A private directory first: the file is never readable by others, not even for an instant.
         directory = f"/tmp/taoremote-env-{secrets.token_hex(8)}"
         path = f"{directory}/env"
@@ -378,8 +404,19 @@ class SshExecutor:
             raise HostError(f"host {self.host}: cannot upload the env-file over SFTP: {exc}") from None
         return EnvHandoff(("--env-file", path), {}, path)
 
+    def _sftp_or_error(self) -> object:
+        import paramiko
+
+        try:
+            return self._sftp_client()
+        except (OSError, paramiko.SSHException) as exc:
+            raise HostError(
+                f"host {self.host}: SFTP is not available ({exc}); env values travel in an env-file "
+                "over SFTP - enable `Subsystem sftp` in its sshd_config, or drop Envs from the mounts file"
+            ) from None
+
     def remove_file(self, path: str) -> None:
-        sftp = self._sftp_client()
+        sftp = self._sftp_or_error()
         with contextlib.suppress(OSError):
             sftp.remove(path)  # type: ignore[attr-defined]
         with contextlib.suppress(OSError):
@@ -393,7 +430,7 @@ class SshExecutor:
             self._conn.close()
 
 
-TaoRemoteErrorLike = HostError | LinkLostError
+TaoRemoteErrorLike = HostError | LinkLostError | DockerError
 
 
 def _merge_keys(client: object, path: str) -> None:

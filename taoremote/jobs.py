@@ -17,6 +17,7 @@ from taoremote.command import (
     JOB_LABEL,
     RunSpec,
     build_create_argv,
+    build_inspect_state_argv,
     build_logs_argv,
     build_ps_argv,
     build_pull_argv,
@@ -29,10 +30,9 @@ from taoremote.command import (
 )
 from taoremote.errors import DockerError, JobNotFoundError, PreflightError
 from taoremote.hosts import Completed, Executor
-from taoremote.signals import Terminated
+from taoremote.signals import HungUp, Terminated
 
-# Exit codes the docker CLI uses for its own failures (docker run reference, "Exit Status").
-DOCKER_CLI_FAILED = 125
+LIST_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -129,27 +129,36 @@ def _first_line(text: str) -> str:
 def launch_job(
     ex: Executor, spec: RunSpec, env_values: Mapping[str, str], *, echo: Callable[[str], None]
 ) -> int:
-    """Run the job to completion (or start it, with spec.detach); return the code to exit with."""
+    """Run the job to completion (or start it, with spec.detach); return the code to exit with.
+
+    Foreground jobs where the link cannot drop (local) and interactive shells are created, then
+    started attached: a failed create is one clear docker error (never confused with a task that
+    exits 125), the env-file goes the moment the container exists, and an interruption at any step
+    can clean up by name. Elsewhere the job starts detached and is followed."""
     handoff = ex.hand_off_env(env_values)
-    names = tuple(handoff.run_flags[1::2]) if handoff.run_flags[:1] == ("-e",) else ()
     env_file = handoff.run_flags[1] if handoff.run_flags[:1] == ("--env-file",) else None
+    names = tuple(handoff.run_flags[1::2]) if handoff.run_flags[:1] == ("-e",) else ()
     spec = replace(spec, env_names=names, env_file=env_file)
     name = container_name(spec.task, spec.job_id)
-    if spec.interactive and handoff.cleanup_path:
-        return _run_interactive_with_env_file(ex, spec, handoff.cleanup_path, name)
-    if not spec.detach and not (ex.follow_detached and not spec.interactive):
-        return _run_attached(ex, spec, handoff.client_env, name)
+    attached = spec.interactive or (not spec.detach and not ex.follow_detached)
     env_file_left = handoff.cleanup_path
     try:
-        _start_detached(ex, replace(spec, detach=True), handoff.client_env)
+        if attached:
+            _create(ex, spec, handoff.client_env)
+        else:
+            _start_detached(ex, replace(spec, detach=True), handoff.client_env)
         if env_file_left:
             # the container holds its env now: the secret file must not outlive this moment
             ex.remove_file(env_file_left)
             env_file_left = None
+        if attached:
+            return _start_attached(ex, spec, name)
         if spec.detach:
             echo(spec.job_id)
             return 0
-        return follow_job(ex, name, job_id=spec.job_id, remove_after=True)
+        return follow_job(ex, name, job_id=spec.job_id, remove_after=True, stop_on_interrupt=False)
+    except HungUp:
+        raise  # the terminal went away, not the user's wish to stop: the job goes on
     except (KeyboardInterrupt, Terminated):
         # whatever step the interruption hit, a job we started in the foreground must not outlive it
         if not spec.detach:
@@ -170,24 +179,26 @@ def _start_detached(ex: Executor, spec: RunSpec, client_env: Mapping[str, str]) 
         raise parse_docker_error(result, spec.image)
 
 
-def _run_interactive_with_env_file(ex: Executor, spec: RunSpec, env_file: str, name: str) -> int:
-    """create (the env-file is read now), delete the env-file, then start attached to the terminal."""
-    try:
-        created = ex.run(build_create_argv(spec))
-    finally:
-        ex.remove_file(env_file)
-    if created.returncode != 0:
-        raise parse_docker_error(created, spec.image)
-    return ex.stream(build_start_attached_argv(name), tty=True)
+def _create(ex: Executor, spec: RunSpec, client_env: Mapping[str, str]) -> None:
+    result = ex.run(build_create_argv(spec), env=client_env)
+    if result.returncode != 0:
+        with contextlib.suppress(DockerError):
+            ex.run(build_rm_argv([container_name(spec.task, spec.job_id)]))
+        raise parse_docker_error(result, spec.image)
 
 
-def _run_attached(ex: Executor, spec: RunSpec, client_env: Mapping[str, str], name: str) -> int:
-    code = ex.stream(
-        build_run_argv(spec), env=client_env, tty=spec.tty, on_interrupt=lambda: stop_quietly(ex, [name])
-    )
-    if code == DOCKER_CLI_FAILED:
-        # 125 is the docker CLI's own failure (its message is already on stderr), not the task's
-        raise DockerError(f"docker could not start {spec.image} on {_where(ex)} (see docker's message above)")
+def _start_attached(ex: Executor, spec: RunSpec, name: str) -> int:
+    # on Ctrl-C the client is ended (it forwards the signal) and launch_job stops and removes the job
+    code = ex.stream(build_start_attached_argv(name, interactive=spec.interactive), tty=spec.tty)
+    if code != 0:
+        # A container that never started (e.g. the runtime refused it) is still "created": that is
+        # docker's failure, not the task's, and it must not stay behind.
+        state = ex.run(build_inspect_state_argv(name))
+        if state.returncode == 0 and state.stdout.strip() == "created":
+            ex.run(build_rm_argv([name]))
+            raise DockerError(
+                f"docker could not start {spec.image} on {_where(ex)} (see docker's message above)"
+            )
     return code
 
 
@@ -261,7 +272,7 @@ def unmatched_message(jobs: Sequence[Job], ident: str, where: str) -> str:
 
 
 def find_job(ex: Executor, ident: str) -> Job:
-    known = list_jobs(ex, include_stopped=True)
+    known = list_jobs(ex, include_stopped=True, timeout=LIST_TIMEOUT_S)
     job = match_job(known, ident)
     if job is None:
         raise JobNotFoundError(unmatched_message(known, ident, _where(ex)))

@@ -245,13 +245,16 @@ def describe_plan(plan: LaunchPlan) -> str:
     """The dry run: the exact command, secrets masked, and where it would run."""
     shown = {k: ("****" if k in plan.secret_names else v) for k, v in plan.env_values.items()}
     lines = [f"# host: {plan.host}", f"# job: {container_name(plan.spec.task, plan.spec.job_id)}"]
-    if plan.host != "local" and plan.env_values:
-        lines.append("# env values reach the container through a 0600 --env-file uploaded over SFTP:")
+    if plan.env_values:
+        where = "uploaded over SFTP" if plan.host != "local" else "in a private temp dir"
+        lines.append(
+            f"# env values reach the container through a 0600 --env-file {where}, deleted once it exists:"
+        )
         lines.extend(f"#   {k}={v}" for k, v in shown.items())
-        remote_spec = replace(plan.spec, env_names=(), env_file="<uploaded>")  # as launch_job will run it
-        lines.append(render_command(build_run_argv(remote_spec)))
+        file_spec = replace(plan.spec, env_names=(), env_file="<env-file>")  # as launch_job will run it
+        lines.append(render_command(build_run_argv(file_spec)))
     else:
-        lines.append(render_command(build_run_argv(plan.spec), shown))
+        lines.append(render_command(build_run_argv(plan.spec)))
     lines.extend(f"# note: {n}" for n in plan.notes)
     lines.extend(f"# warning: {w}" for w in plan.warnings)
     return "\n".join(lines)

@@ -15,10 +15,18 @@ class Terminated(BaseException):
         self.signum = signum
 
 
+class HungUp(Terminated):
+    """SIGHUP: the user's terminal (or the session it ran in) went away. A job is left running and
+    the way to reattach is printed, as when the SSH link to the host drops."""
+
+
 def install_sigterm_handler() -> None:
     def _raise(signum: int, _frame: object) -> None:
         raise Terminated(signum)
 
+    def _hung_up(signum: int, _frame: object) -> None:
+        raise HungUp(signum)
+
     signal.signal(signal.SIGTERM, _raise)
     with contextlib.suppress(AttributeError, ValueError):
-        signal.signal(signal.SIGHUP, _raise)
+        signal.signal(signal.SIGHUP, _hung_up)

@@ -95,7 +95,7 @@ def test_dry_run_prints_quoted_command_masks_secrets_runs_nothing(rig: dict[str,
     result = taoremote(["--dry-run", "detectnet_v2", "train", "-e", "spec file.txt"], rig)
     assert result.returncode == 0, result.stderr
     assert SECRET not in result.stdout
-    assert "API_TOKEN='****'" in result.stdout and "PLAIN=visible" in result.stdout
+    assert "#   API_TOKEN=****" in result.stdout and "#   PLAIN=visible" in result.stdout
     assert "'spec file.txt'" in result.stdout
     assert "docker run --rm --init --name taoremote-detectnet_v2-" in result.stdout
     assert "taoremote.test/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5 detectnet_v2 train -e" in result.stdout
@@ -276,3 +276,41 @@ def test_no_subtask_opens_an_interactive_shell_in_a_terminal(rig: dict[str, str]
     assert code == 4, screen
     assert "inside-42 visible" in screen
     assert running_job_names() == []
+
+
+def test_task_exit_code_125_is_the_tasks_not_a_docker_failure(rig: dict[str, str], tmp_path: Path) -> None:
+    env = _with_env(rig, tmp_path, [{"variable": "RIG_EXIT", "value": "125"}])
+    result = taoremote(["detectnet_v2", "train"], env)
+    assert result.returncode == 125, result.stderr
+    assert "error" not in result.stderr
+
+
+def test_envs_reach_the_container_but_never_reconfigure_the_docker_client(
+    rig: dict[str, str], tmp_path: Path
+) -> None:
+    env = _with_env(
+        rig,
+        tmp_path,
+        [{"variable": "DOCKER_HOST", "value": "tcp://192.0.2.1:2375"}, {"variable": "HOME", "value": "/w"}],
+    )
+    result = taoremote(["detectnet_v2", "run", "sh", "-c", 'echo "$DOCKER_HOST $HOME"'], env)
+    assert (result.returncode, result.stdout) == (0, "tcp://192.0.2.1:2375 /w\n"), result.stderr
+    assert not list(Path("/tmp").glob("taoremote-env-*"))  # the env-file went once the container existed
+
+
+def test_sighup_leaves_a_foreground_job_running_and_says_how_to_reattach(
+    rig: dict[str, str], tmp_path: Path
+) -> None:
+    env = _with_env(rig, tmp_path, [{"variable": "RIG_SLEEP", "value": "60"}])
+    # files, not pipes: the still-running docker client keeps its copy of the output open
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as errf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "taoremote", "detectnet_v2", "train"], env=env, stdout=out, stderr=errf
+        )
+    assert wait_for(lambda: running_job_names() != [], timeout=30)
+    proc.send_signal(signal.SIGHUP)
+    proc.wait(timeout=60)
+    err = (tmp_path / "err").read_text()
+    assert proc.returncode == 129, err
+    assert "the job keeps running. Reattach with: taoremote logs -f" in err
+    assert running_job_names() != []

@@ -335,3 +335,29 @@ def test_a_host_that_accepts_but_never_speaks_fails_within_connect_timeout(
     assert result.returncode == 68, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sighup_leaves_a_remote_job_running(tmp_path: Path, sshd_host: SshHost) -> None:
+    env = _env(
+        tmp_path,
+        sshd_host,
+        None,
+        [{"variable": "RIG_SLEEP", "value": "8"}, {"variable": "RIG_EXIT", "value": "3"}],
+    )
+    proc = start_taoremote(_remote(sshd_host, "detectnet_v2", "train"), env)
+    assert wait_for(lambda: running_job_names() != [], timeout=30)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 129, err
+    reattach = err.split("Reattach with: ", 1)[1].strip().split()
+    assert running_job_names() != []
+    followed = taoremote(reattach[1:], env)
+    assert followed.returncode == 3, followed.stderr
+
+
+def test_missing_ssh_config_file_is_one_line_exit_68(tmp_path: Path, sshd_host: SshHost) -> None:
+    result = taoremote(
+        ["--ssh-config", str(tmp_path / "nope"), "--host", "gpu1", "list"], _env(tmp_path, sshd_host)
+    )
+    assert result.returncode == 68
+    assert "no such file" in result.stderr and "Traceback" not in result.stderr

@@ -204,9 +204,6 @@ def test_a_tasks_own_help_after_the_task_name_reaches_the_task(home: Path, mount
     assert result.output.splitlines()[0] == "# host: local"
     job, started, argv = _dry_run_lines(result.output)
     assert argv == [
-        "NGC_API_KEY=****",
-        "CUDA_DEVICE_ORDER=PCI_BUS_ID",
-        "WANDB_API_KEY=****",
         "docker", "run", "--rm", "--init",
         "--name", f"taoremote-detectnet_v2-{job}",
         "--label", f"taoremote.job={job}",
@@ -218,9 +215,7 @@ def test_a_tasks_own_help_after_the_task_name_reaches_the_task(home: Path, mount
         "--gpus", "all",
         "-v", f"{home}/tao/data:/workspace/data:ro",
         "-v", "/srv/results:/workspace/results",
-        "-e", "NGC_API_KEY",
-        "-e", "CUDA_DEVICE_ORDER",
-        "-e", "WANDB_API_KEY",
+        "--env-file", "<env-file>",
         "nvcr.io/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5",
         "detectnet_v2", "train", "--help",
     ]  # fmt: skip
@@ -253,12 +248,13 @@ def test_remote_dry_run_shows_the_host_and_an_uploaded_env_file(home: Path, moun
     lines = result.output.splitlines()
     assert lines[0] == "# host: gpu1"
     assert lines[2:6] == [
-        "# env values reach the container through a 0600 --env-file uploaded over SFTP:",
+        "# env values reach the container through a 0600 --env-file uploaded over SFTP, "
+        "deleted once it exists:",
         "#   NGC_API_KEY=****",
         "#   CUDA_DEVICE_ORDER=PCI_BUS_ID",
         "#   WANDB_API_KEY=****",
     ]
-    assert lines[6].startswith("docker run --rm --init ") and " --env-file '<uploaded>' " in lines[6]
+    assert lines[6].startswith("docker run --rm --init ") and " --env-file '<env-file>' " in lines[6]
     assert " -v '~/tao/data:/workspace/data:ro' " in lines[6]
 
 

@@ -189,7 +189,14 @@ def test_create_has_the_run_flags_and_start_attaches() -> None:
         "--env-file", "/tmp/e",
         IMAGE, "detectnet_v2", "train", "-e", "/w/spec.txt",
     )  # fmt: skip
-    assert build_start_attached_argv("n") == ("docker", "start", "--attach", "--interactive", "n")
+    assert build_start_attached_argv("n", interactive=True) == (
+        "docker",
+        "start",
+        "--attach",
+        "--interactive",
+        "n",
+    )
+    assert build_start_attached_argv("n", interactive=False) == ("docker", "start", "--attach", "n")
 
 
 def test_stop_rm_logs_wait_argv() -> None:

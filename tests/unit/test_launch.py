@@ -457,14 +457,18 @@ def _described(host: str, *, values: dict[str, str] = VALUES, notes: tuple[str, 
     return describe_plan(plan)
 
 
-def test_local_dry_run_shows_env_values_before_the_command_with_secrets_masked() -> None:
+def test_local_dry_run_shows_env_values_in_comments_with_secrets_masked() -> None:
     assert _described("local") == (
         "# host: local\n"
         "# job: taoremote-detectnet_v2-0a1b2c3d\n"
-        "NGC_API_KEY='****' CUDA_DEVICE_ORDER=PCI_BUS_ID docker run --rm --init "
+        "# env values reach the container through a 0600 --env-file in a private temp dir, "
+        "deleted once it exists:\n"
+        "#   NGC_API_KEY=****\n"
+        "#   CUDA_DEVICE_ORDER=PCI_BUS_ID\n"
+        "docker run --rm --init "
         "--name taoremote-detectnet_v2-0a1b2c3d --label taoremote.job=0a1b2c3d "
         "--label taoremote.task=detectnet_v2 "
-        "--gpus all -v /srv/data:/workspace/data:ro -e NGC_API_KEY -e CUDA_DEVICE_ORDER "
+        "--gpus all -v /srv/data:/workspace/data:ro --env-file '<env-file>' "
         "nvcr.io/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5 detectnet_v2 train -e /workspace/specs/train.txt"
     )
 
@@ -474,13 +478,14 @@ def test_remote_dry_run_shows_an_uploaded_env_file_and_masked_values_in_comments
     assert lines[:5] == [
         "# host: gpu1",
         "# job: taoremote-detectnet_v2-0a1b2c3d",
-        "# env values reach the container through a 0600 --env-file uploaded over SFTP:",
+        "# env values reach the container through a 0600 --env-file uploaded over SFTP, "
+        "deleted once it exists:",
         "#   NGC_API_KEY=****",
         "#   CUDA_DEVICE_ORDER=PCI_BUS_ID",
     ]
     assert len(lines) == 6
     assert lines[5].startswith("docker run --rm --init --name taoremote-detectnet_v2-0a1b2c3d ")
-    assert " --env-file '<uploaded>' " in lines[5]
+    assert " --env-file '<env-file>' " in lines[5]
     assert lines[5].endswith(
         " nvcr.io/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5 detectnet_v2 train -e /workspace/specs/train.txt"
     )
@@ -521,6 +526,6 @@ def test_secret_flag_comes_from_the_mounts_file_not_only_from_the_name() -> None
         ),
     )
     text = describe_plan(_plan(["dino", "train"], config))
-    assert "NGC_ORG='****'" in text
-    assert "CLEARML_API_ACCESS_KEY=visible-on-purpose" in text
+    assert "#   NGC_ORG=****" in text
+    assert "#   CLEARML_API_ACCESS_KEY=visible-on-purpose" in text
     assert "NGC_ORG=nvidia" not in text
