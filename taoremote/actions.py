@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from taoremote import jobs
-from taoremote.errors import Interrupted, LinkLostError, TaoRemoteError, UsageError
+from taoremote.errors import Interrupted, LinkLostError, PreflightError, TaoRemoteError, UsageError
 from taoremote.hosts import Executor, open_executor
 from taoremote.output import Format, render, render_mapping
 from taoremote.signals import HungUp
@@ -126,6 +126,8 @@ def run_task(argv: list[str], g: Globals) -> int:
         if g.dry_run:
             _out(launch.describe_plan(plan))
             return 0
+        if os.environ.get("TAO_LAUNCHER_DEBUG") == "1":  # the launcher's debug switch: show the command
+            _err(launch.describe_plan(plan))
         for note in plan.notes:
             _err(f"note: {note}")
         assert ex is not None
@@ -154,7 +156,7 @@ def run_task(argv: list[str], g: Globals) -> int:
 def _clean_results(ex: Executor, directory: str, *, assume_yes: bool, terminal: bool) -> None:
     from taoremote.command import build_clean_dir_argv
 
-    if directory.rstrip("/").count("/") < 2:
+    if directory.rstrip("/").count("/") < 3:  # /home/alice, /mnt/data: surely not a results dir
         raise UsageError(f"refusing to empty {directory}: too close to the root of the filesystem")
     if not assume_yes:
         if not terminal:
@@ -166,7 +168,11 @@ def _clean_results(ex: Executor, directory: str, *, assume_yes: bool, terminal: 
             raise UsageError("results directory left as it is; not launching")
     result = ex.run(build_clean_dir_argv(directory), timeout=600)
     if result.returncode != 0:
-        raise jobs.parse_docker_error(result)
+        reason = (result.stderr.strip().splitlines() or ["find failed"])[-1]
+        raise PreflightError(
+            f"could not empty {directory} on {ex.host} ({reason}); files a container wrote as root need "
+            "root to delete - remove them with sudo, and set DockerOptions.user to avoid it next time"
+        )
     _err(f"emptied {directory} on {ex.host}")
 
 
@@ -223,17 +229,27 @@ def job_row(job: jobs.Job, *, with_host: bool) -> dict[str, object]:
             "status": job.status,
             "exit_code": job.exit_code if job.exit_code is not None else "",
             "gpus": job.gpus,
+            "user": job.user,
             "command": job.command,
         }
     )
     return row
 
 
-def stop_cmd(g: Globals, wanted: list[str], *, stop_all: bool) -> int:
+def current_user() -> str:
+    from taoremote.launch import local_user
+
+    return local_user()
+
+
+def stop_cmd(g: Globals, wanted: list[str], *, stop_all: bool, all_users: bool = False) -> int:
+    me = current_user()
+
     def work(ex: Executor) -> tuple[list[jobs.Job], list[str], list[jobs.Job]]:
         known = jobs.list_jobs(ex, include_stopped=True, timeout=HOST_DEADLINE_S)
         if stop_all:
-            chosen = [j for j in known if j.state == "running"]
+            # on a shared GPU host --all means *my* jobs; colleagues' multi-day runs need --all-users
+            chosen = [j for j in known if j.state == "running" and (all_users or j.user == me)]
         else:
             chosen = [j for ident in wanted if (j := jobs.match_job(known, ident)) is not None]
         found_ids = [ident for ident in wanted if jobs.match_job(known, ident) is not None]
@@ -275,10 +291,12 @@ def logs_cmd(g: Globals, ident: str, *, follow: bool) -> int:
         ex.close()
 
 
-def prune_cmd(g: Globals) -> int:
+def prune_cmd(g: Globals, *, all_users: bool = False) -> int:
+    me = current_user()
+
     def work(ex: Executor) -> list[jobs.Job]:
         listed = jobs.list_jobs(ex, include_stopped=True, timeout=HOST_DEADLINE_S)
-        finished = [j for j in listed if j.state != "running"]
+        finished = [j for j in listed if j.state != "running" and (all_users or j.user == me)]
         if finished:
             result = jobs.remove_jobs(ex, finished)
             if result.returncode != 0:

@@ -215,7 +215,10 @@ def stop_command(
         ),
     ] = None,
     all_: Annotated[
-        bool, typer.Option("--all", help="stop every running taoremote job (never other containers)")
+        bool, typer.Option("--all", help="stop every running taoremote job of yours (never other containers)")
+    ] = False,
+    all_users: Annotated[
+        bool, typer.Option("--all-users", help="with --all: everyone's jobs, not only yours")
     ] = False,
 ) -> None:
     """Stop jobs: `stop --container_id ID [ID ...]` or `stop --all`.
@@ -226,7 +229,7 @@ def stop_command(
     wanted = [*(container_id or []), *(ids or [])]
     if not wanted and not all_:
         raise UsageError("give --container_id ID [ID ...] or --all")
-    raise typer.Exit(actions.stop_cmd(_globals(ctx), wanted, stop_all=all_))
+    raise typer.Exit(actions.stop_cmd(_globals(ctx), wanted, stop_all=all_, all_users=all_users))
 
 
 @app.command("logs")
@@ -244,11 +247,16 @@ def logs_command(
 
 
 @app.command("prune")
-def prune_command(ctx: typer.Context) -> None:
-    """Remove finished taoremote jobs (their containers and exit codes) on the target host(s)."""
+def prune_command(
+    ctx: typer.Context,
+    all_users: Annotated[
+        bool, typer.Option("--all-users", help="everyone's finished jobs, not only yours")
+    ] = False,
+) -> None:
+    """Remove your finished taoremote jobs (their containers and exit codes) on the target host(s)."""
     from taoremote import actions
 
-    raise typer.Exit(actions.prune_cmd(_globals(ctx)))
+    raise typer.Exit(actions.prune_cmd(_globals(ctx), all_users=all_users))
 
 
 @app.command("info")
@@ -276,7 +284,7 @@ def doctor_command(ctx: typer.Context, fmt: FormatOpt = None) -> None:
 
 
 def main() -> None:
-    from taoremote.signals import Terminated, install_sigterm_handler
+    from taoremote.signals import OutputClosed, Terminated, install_sigterm_handler
 
     install_sigterm_handler()
     try:
@@ -289,7 +297,8 @@ def main() -> None:
         print("taoremote: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except Terminated as exc:
-        print("taoremote: terminated", file=sys.stderr)
+        what = "output closed; the job was stopped" if isinstance(exc, OutputClosed) else "terminated"
+        print(f"taoremote: {what}", file=sys.stderr)
         raise SystemExit(128 + exc.signum) from None
 
 

@@ -77,6 +77,13 @@ def build_create_argv(spec: RunSpec) -> tuple[str, ...]:
     return ("docker", "create", *build_run_argv(replace(spec, detach=False))[2:])
 
 
+def build_then_delete_env_file_argv(argv: Sequence[str], env_file: str) -> tuple[str, ...]:
+    """Run `docker run -d`/`docker create` and delete the env-file in the same command, ignoring
+    SIGHUP: if the SSH link drops right then, the secret file still goes as soon as docker has read it."""
+    script = 'trap "" HUP; "$@"; rc=$?; rm -f "$0"; rmdir "${0%/*}" 2>/dev/null; exit $rc'
+    return ("sh", "-c", script, env_file, *argv)
+
+
 def build_start_attached_argv(name: str, *, interactive: bool) -> tuple[str, ...]:
     # exits with the container's own exit code, like an attached `docker run`
     return ("docker", "start", "--attach", *(["--interactive"] if interactive else []), name)
@@ -109,7 +116,10 @@ _PS_FIELDS = {
     "state": ".State",
     "status": ".Status",
     "created": ".CreatedAt",
-    **{key: f'(.Label "{LABEL_PREFIX}{key}")' for key in ("job", "task", "command", "gpus", "started")},
+    **{
+        key: f'(.Label "{LABEL_PREFIX}{key}")'
+        for key in ("job", "task", "command", "gpus", "started", "user")
+    },
 }
 PS_TEMPLATE = "{" + ",".join(f'"{k}":{{{{json {v}}}}}' for k, v in _PS_FIELDS.items()) + "}"
 
@@ -144,8 +154,9 @@ def build_pull_argv(image: str) -> tuple[str, ...]:
 
 
 def build_clean_dir_argv(directory: str) -> tuple[str, ...]:
-    """Empty a directory, keeping the directory itself (it may be a mount point)."""
-    return ("find", directory, "-mindepth", "1", "-delete")
+    """Empty a directory, keeping the directory itself (it may be a mount point). `DIR/.` so that a
+    results dir that is a symlink is followed, as the probe that found it non-empty did."""
+    return ("find", f"{directory.rstrip('/')}/.", "-mindepth", "1", "-delete")
 
 
 def build_info_argv() -> tuple[str, ...]:

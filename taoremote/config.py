@@ -12,7 +12,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -70,6 +70,7 @@ class MountsConfig:
     mounts: tuple[Mount, ...] = ()
     envs: tuple[EnvVar, ...] = ()
     options: DockerOptions = field(default_factory=DockerOptions)
+    warnings: tuple[str, ...] = ()  # keys the launcher ignores inside Mounts/Envs items, ignored here too
 
 
 @lru_cache(maxsize=1)
@@ -119,6 +120,7 @@ def parse_mounts_config(
         raise ConfigError(
             f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    warnings = _strip_ignored_item_keys(doc)
     marker = _validated_marker(cache_dir, text) if cache_dir else None
     if marker is None or not os.path.exists(marker):
         problems = validate_mounts_document(doc)
@@ -126,7 +128,34 @@ def parse_mounts_config(
             raise ConfigError(format_problems(path, problems))
         if marker is not None:
             _remember_valid(marker)
-    return _to_config(doc, path, environ)
+    return replace(_to_config(doc, path, environ), warnings=tuple(warnings))
+
+
+_ITEM_KEYS = {
+    "Mounts": ("source", "destination", "read_only"),
+    "Envs": ("variable", "value", "from_env", "secret"),
+}
+
+
+def _strip_ignored_item_keys(doc: object) -> list[str]:
+    """The launcher reads only the keys it knows inside Mounts/Envs items and ignores the rest
+    (comments, notes): such a file must keep working, so those keys are dropped with a warning.
+    Unknown top-level and DockerOptions keys stay errors, as in the launcher."""
+    warnings: list[str] = []
+    if not isinstance(doc, dict):
+        return warnings
+    for section, known in _ITEM_KEYS.items():
+        items = doc.get(section)
+        if not isinstance(items, list):
+            continue
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            for key in [k for k in item if k not in known]:
+                hint = ' (for a read-only mount use "read_only": true)' if key == "mode" else ""
+                warnings.append(f"$.{section}[{index}]: key {key!r} is ignored{hint}")
+                del item[key]
+    return warnings
 
 
 def default_cache_dir(environ: Mapping[str, str], home: str) -> str:
@@ -248,7 +277,7 @@ def _to_options(opts: dict[str, Any]) -> DockerOptions:
         user=opts.get("user"),
         shm_size=str(shm) if shm is not None else None,
         ulimits=tuple(_to_ulimit(k, v) for k, v in opts.get("ulimits", {}).items()),
-        ports=tuple(_to_ports(k, v) for k, v in opts.get("ports", {}).items()),
+        ports=tuple(p for k, v in opts.get("ports", {}).items() for p in _to_ports(k, v)),
         privileged=opts.get("privileged", False),
         network=opts.get("network"),
         tty=opts.get("tty"),
@@ -261,14 +290,16 @@ def _to_ulimit(name: str, value: int | dict[str, int]) -> Ulimit:
     return Ulimit(name, value, value)  # the launcher sets soft = hard = value
 
 
-def _to_ports(container_port: str, host: Any) -> PortMapping:
-    # docker-py's mapping form, which the launcher passes through: None | port | (ip,) | (ip, port)
+def _to_ports(container_port: str, host: Any) -> list[PortMapping]:
+    # docker-py's mapping form, which the launcher passes through:
+    # None | port | (ip,) | (ip, port) | [port, port, ...] (one container port on several host ports)
     if host is None:
-        return PortMapping(container_port, None, None)
+        return [PortMapping(container_port, None, None)]
+    if isinstance(host, list) and host and isinstance(host[0], str) and not host[0].isdigit():
+        return [PortMapping(container_port, host[0] or None, str(host[1]) if len(host) > 1 else None)]
     if isinstance(host, list):
-        ip = host[0] or None
-        return PortMapping(container_port, ip, str(host[1]) if len(host) > 1 else None)
-    return PortMapping(container_port, None, str(host))
+        return [PortMapping(container_port, None, str(p)) for p in host]
+    return [PortMapping(container_port, None, str(host))]
 
 
 def missing_from_env(config: MountsConfig) -> list[str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from taoremote.errors import DockerError, HostError, LinkLostError
-from taoremote.signals import HungUp, Terminated
+from taoremote.signals import HungUp, OutputClosed, Terminated
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,8 @@ class Completed:
 class EnvHandoff:
     """How env values reach `docker run` without ever appearing in an argv."""
 
-    run_flags: tuple[str, ...]  # ("-e", "NAME", ...) locally, ("--env-file", path) remotely
-    client_env: Mapping[str, str]  # set in the docker client's own environment (local only)
-    cleanup_path: str | None  # remote env-file to delete once the container exists
+    run_flags: tuple[str, ...]  # ("--env-file", path), or () when there are no values
+    cleanup_path: str | None  # the env-file, to delete once the container exists
 
 
 class Executor(Protocol):
@@ -74,8 +73,6 @@ class Executor(Protocol):
         ...
 
     def hand_off_env(self, values: Mapping[str, str]) -> EnvHandoff: ...
-
-    def remove_file(self, path: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -155,7 +152,7 @@ class LocalExecutor:
         the value in the docker client's environment: DOCKER_HOST, HOME, PATH or a proxy variable in
         Envs would then reconfigure the client itself."""
         if not values:
-            return EnvHandoff((), {}, None)
+            return EnvHandoff((), None)
         import tempfile
 
         from taoremote.command import format_env_file
@@ -165,13 +162,7 @@ class LocalExecutor:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(format_env_file(values))
-        return EnvHandoff(("--env-file", path), {}, path)
-
-    def remove_file(self, path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(path))
+        return EnvHandoff(("--env-file", path), path)
 
     def close(self) -> None:
         return None
@@ -353,7 +344,10 @@ class SshExecutor:
             worker.join(30)
             raise
         if "error" in box:
-            raise self._link_error(box["error"], None)  # type: ignore[arg-type]
+            error = box["error"]
+            if _broken_pipe(error):
+                raise OutputClosed()
+            raise self._link_error(error, None)  # type: ignore[arg-type]
         result = box["result"]
         exited = int(result.exited)  # type: ignore[attr-defined]
         if exited == -1 or transport is None or not transport.is_active():
@@ -388,21 +382,25 @@ class SshExecutor:
 
     def hand_off_env(self, values: Mapping[str, str]) -> EnvHandoff:
         if not values:
-            return EnvHandoff((), {}, None)
+            return EnvHandoff((), None)
         from taoremote.command import format_env_file  # pure; imported here to keep hosts.py small
 
         sftp = self._sftp_or_error()
         # A private directory first: the file is never readable by others, not even for an instant.
-        directory = f"/tmp/taoremote-env-{secrets.token_hex(8)}"
-        path = f"{directory}/env"
+        # Under the login's ~/.cache, not /tmp: a snap-installed docker has a private /tmp of its own.
         try:
+            cache = f"{sftp.normalize('.').rstrip('/')}/.cache"  # type: ignore[attr-defined]
+            with contextlib.suppress(OSError):
+                sftp.mkdir(cache, mode=0o700)  # type: ignore[attr-defined]
+            directory = f"{cache}/taoremote-env-{secrets.token_hex(8)}"
+            path = f"{directory}/env"
             sftp.mkdir(directory, mode=0o700)  # type: ignore[attr-defined]
             with sftp.open(path, "w") as fh:  # type: ignore[attr-defined]
                 fh.chmod(0o600)
                 fh.write(format_env_file(values))
         except OSError as exc:
             raise HostError(f"host {self.host}: cannot upload the env-file over SFTP: {exc}") from None
-        return EnvHandoff(("--env-file", path), {}, path)
+        return EnvHandoff(("--env-file", path), path)
 
     def _sftp_or_error(self) -> object:
         import paramiko
@@ -415,13 +413,6 @@ class SshExecutor:
                 "over SFTP - enable `Subsystem sftp` in its sshd_config, or drop Envs from the mounts file"
             ) from None
 
-    def remove_file(self, path: str) -> None:
-        sftp = self._sftp_or_error()
-        with contextlib.suppress(OSError):
-            sftp.remove(path)  # type: ignore[attr-defined]
-        with contextlib.suppress(OSError):
-            sftp.rmdir(os.path.dirname(path))  # type: ignore[attr-defined]
-
     def close(self) -> None:
         with contextlib.suppress(Exception):
             if self._sftp is not None:
@@ -431,6 +422,12 @@ class SshExecutor:
 
 
 TaoRemoteErrorLike = HostError | LinkLostError | DockerError
+
+
+def _broken_pipe(error: object) -> bool:
+    """invoke wraps a failed write to our stdout in a ThreadException around BrokenPipeError."""
+    inner = [getattr(e, "value", None) for e in getattr(error, "exceptions", ())]
+    return isinstance(error, BrokenPipeError) or any(isinstance(e, BrokenPipeError) for e in inner)
 
 
 def _merge_keys(client: object, path: str) -> None:

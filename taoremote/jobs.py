@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from taoremote.command import (
-    JOB_LABEL,
     RunSpec,
     build_create_argv,
     build_inspect_state_argv,
@@ -25,12 +24,13 @@ from taoremote.command import (
     build_run_argv,
     build_start_attached_argv,
     build_stop_argv,
+    build_then_delete_env_file_argv,
     build_wait_argv,
     container_name,
 )
 from taoremote.errors import DockerError, JobNotFoundError, PreflightError
 from taoremote.hosts import Completed, Executor
-from taoremote.signals import HungUp, Terminated
+from taoremote.signals import HungUp, OutputClosed, Terminated
 
 LIST_TIMEOUT_S = 30.0
 
@@ -49,6 +49,7 @@ class Job:
     exit_code: int | None
     created: str
     gpus: str
+    user: str = ""  # who launched it (taoremote.user): shared GPU hosts run several people's jobs
 
 
 def parse_ps(host: str, stdout: str) -> list[Job]:
@@ -72,6 +73,7 @@ def parse_ps(host: str, stdout: str) -> list[Job]:
                 exit_code=_exit_code(row.get("status") or ""),
                 created=row.get("created") or "",
                 gpus=row.get("gpus") or "",
+                user=row.get("user") or "",
             )
         )
     return jobs
@@ -136,23 +138,14 @@ def launch_job(
     exits 125), the env-file goes the moment the container exists, and an interruption at any step
     can clean up by name. Elsewhere the job starts detached and is followed."""
     handoff = ex.hand_off_env(env_values)
-    env_file = handoff.run_flags[1] if handoff.run_flags[:1] == ("--env-file",) else None
-    names = tuple(handoff.run_flags[1::2]) if handoff.run_flags[:1] == ("-e",) else ()
-    spec = replace(spec, env_names=names, env_file=env_file)
+    spec = replace(spec, env_names=(), env_file=handoff.cleanup_path)
     name = container_name(spec.task, spec.job_id)
     attached = spec.interactive or (not spec.detach and not ex.follow_detached)
-    env_file_left = handoff.cleanup_path
     try:
         if attached:
-            _create(ex, spec, handoff.client_env)
-        else:
-            _start_detached(ex, replace(spec, detach=True), handoff.client_env)
-        if env_file_left:
-            # the container holds its env now: the secret file must not outlive this moment
-            ex.remove_file(env_file_left)
-            env_file_left = None
-        if attached:
+            _create_or_start(ex, build_create_argv(spec), spec, handoff.cleanup_path)
             return _start_attached(ex, spec, name)
+        _create_or_start(ex, build_run_argv(replace(spec, detach=True)), spec, handoff.cleanup_path)
         if spec.detach:
             echo(spec.job_id)
             return 0
@@ -164,24 +157,15 @@ def launch_job(
         if not spec.detach:
             stop_quietly(ex, [name], remove=True)
         raise
-    finally:
-        if env_file_left:
-            with contextlib.suppress(Exception):
-                ex.remove_file(env_file_left)
 
 
-def _start_detached(ex: Executor, spec: RunSpec, client_env: Mapping[str, str]) -> None:
-    result = ex.run(build_run_argv(spec), env=client_env)
+def _create_or_start(ex: Executor, argv: tuple[str, ...], spec: RunSpec, env_file: str | None) -> None:
+    """`docker create` or `docker run -d`; the env-file is deleted by the same command."""
+    if env_file:
+        argv = build_then_delete_env_file_argv(argv, env_file)
+    result = ex.run(argv)
     if result.returncode != 0:
-        # `docker run -d` may have created the container before start failed: remove it
-        with contextlib.suppress(DockerError):
-            ex.run(build_rm_argv([container_name(spec.task, spec.job_id)]))
-        raise parse_docker_error(result, spec.image)
-
-
-def _create(ex: Executor, spec: RunSpec, client_env: Mapping[str, str]) -> None:
-    result = ex.run(build_create_argv(spec), env=client_env)
-    if result.returncode != 0:
+        # the container may exist even though the command failed (created, then start refused)
         with contextlib.suppress(DockerError):
             ex.run(build_rm_argv([container_name(spec.task, spec.job_id)]))
         raise parse_docker_error(result, spec.image)
@@ -194,11 +178,14 @@ def _start_attached(ex: Executor, spec: RunSpec, name: str) -> int:
         # A container that never started (e.g. the runtime refused it) is still "created": that is
         # docker's failure, not the task's, and it must not stay behind.
         state = ex.run(build_inspect_state_argv(name))
-        if state.returncode == 0 and state.stdout.strip() == "created":
+        status = state.stdout.strip() if state.returncode == 0 else ""
+        if status == "created":
             ex.run(build_rm_argv([name]))
             raise DockerError(
                 f"docker could not start {spec.image} on {_where(ex)} (see docker's message above)"
             )
+        if status == "running":
+            raise OutputClosed()  # the attached client died (its output closed) while the job runs on
     return code
 
 
@@ -293,10 +280,6 @@ def show_logs(ex: Executor, job: Job, *, follow: bool) -> int:
         return follow_job(ex, job.name, job_id=job.job_id, remove_after=False, stop_on_interrupt=False)
     code = ex.stream(build_logs_argv(job.name, follow=False))
     return code
-
-
-def job_label_filter() -> str:
-    return JOB_LABEL
 
 
 def _where(ex: Executor) -> str:

@@ -147,7 +147,7 @@ def plan_launch(
     notes: list[str] = []
     host = ex.host if ex is not None else (opts.host or "local")
     path_args = paths.find_path_args(request.command[1:]) if request.subtask not in (None, "run") else []
-    warnings = list(_env_warnings(config))
+    warnings = [f"{config.path}: {w}" for w in config.warnings] + _env_warnings(config)
     states: Mapping[str, preflight.PathState] = {}
 
     image_present = True
@@ -167,25 +167,30 @@ def plan_launch(
         states = probe.paths
         image_present = probe.image_env is not None
         facts = preflight.host_facts(probe, host=host) if needs_gpu_facts else None
+        if gpus.startswith("auto:") and facts is not None:
+            chosen = preflight.pick_gpus(facts.gpus, int(gpus.split(":", 1)[1]))
+            gpus = "device=" + ",".join(str(i) for i in chosen)
+            notes.append(f"--gpus {opts.gpus}: chose GPU {', '.join(str(i) for i in chosen)} (least loaded)")
         if check_driver and facts is not None:
+            # only the GPUs the container gets: a GeForce display card must not veto the data-center
+            # cards chosen with --gpus device=1,2
+            selected = replace(facts, gpus=selected_gpus(facts.gpus, gpus))
             verdict = preflight.check_cuda_compat(
                 host,
-                facts,
+                selected,
                 preflight.resolve_image_cuda(image, probe),
                 host_disable_require=probe.host_disable_require,
             )
             if not verdict.ok:
                 raise PreflightError(verdict.message)
             notes.extend(verdict.notes)
-        if gpus.startswith("auto:") and facts is not None:
-            chosen = preflight.pick_gpus(facts.gpus, int(gpus.split(":", 1)[1]))
-            gpus = "device=" + ",".join(str(i) for i in chosen)
-            notes.append(f"--gpus {opts.gpus}: chose GPU {', '.join(str(i) for i in chosen)} (least loaded)")
 
     report = paths.check_path_args(path_args, mounts, states, subtask=request.subtask)
-    if report.errors:
-        raise PreflightError("; ".join(report.errors))
-    warnings.extend(report.warnings)
+    if report.errors and opts.preflight:
+        raise PreflightError("; ".join(report.errors) + " (--no-preflight launches anyway)")
+    # --no-preflight: the user knows better (e.g. a spec under a root-only directory the SSH user
+    # cannot look into): say it, don't block it
+    warnings.extend([*report.errors, *report.warnings])
 
     job_id = secrets.token_hex(4)
     interactive = not request.command
@@ -211,7 +216,7 @@ def plan_launch(
             ("taoremote.command", shlex.join(request.command) if request.command else "(interactive shell)"),
             ("taoremote.gpus", gpus),
             ("taoremote.started", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
-            ("taoremote.user", _local_user()),
+            ("taoremote.user", local_user()),
         ),
     )
     secret_names = frozenset(e.name for e in config.envs if e.secret)
@@ -225,6 +230,17 @@ def plan_launch(
         tuple(warnings),
         report.results_host_dir,
     )
+
+
+def selected_gpus(gpus: Sequence[preflight.Gpu], spec: str) -> tuple[preflight.Gpu, ...]:
+    """The GPUs `--gpus SPEC` hands the container (all of them when that cannot be told)."""
+    if spec.startswith("device="):
+        wanted = set(spec.removeprefix("device=").split(","))
+        chosen = tuple(g for g in gpus if str(g.index) in wanted or (g.uuid and g.uuid in wanted))
+        return chosen or tuple(gpus)
+    if spec.isdigit():
+        return tuple(sorted(gpus, key=lambda g: g.index)[: int(spec)]) or tuple(gpus)
+    return tuple(gpus)
 
 
 def without_results_warning(plan: LaunchPlan) -> LaunchPlan:
@@ -296,7 +312,7 @@ def _local_source(source: str) -> str:
     return os.path.abspath(os.path.expanduser(source))
 
 
-def _local_user() -> str:
+def local_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):

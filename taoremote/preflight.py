@@ -120,7 +120,10 @@ _DOCKER_GPU_LINES = (
 )
 _PATH_LINES = (
     'if [ $# -gt 0 ]; then shift; fi; for p in "$@"; do r=$p;',
-    'case $r in "~") r=$HOME;; "~/"*) r=$HOME/${r#"~/"};; esac;',
+    'case $r in "~") r=$HOME;; "~/"*) r=$HOME/${r#"~/"};;',
+    # ~user and ~user/dir, as the launcher's expanduser does; getent, because eval would run anything
+    '"~"*) u=${r%%/*}; u=${u#"~"}; h=$(getent passwd "$u" 2>/dev/null | cut -d: -f6);',
+    'if [ -n "$h" ]; then case $r in */*) r=$h/${r#*/};; *) r=$h;; esac; fi;; esac;',
     "case $r in /*) ;; *) r=$PWD/$r;; esac;",
     'e=0; d=0; n=0; if [ -e "$r" ]; then e=1; fi;',
     # `find DIR/. -name . -o -prune -print` lists direct children only (POSIX has no -maxdepth).

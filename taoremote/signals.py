@@ -20,6 +20,14 @@ class HungUp(Terminated):
     the way to reattach is printed, as when the SSH link to the host drops."""
 
 
+class OutputClosed(Terminated):
+    """Our stdout went away (`| head`, a closed `less`): nobody can watch the foreground job any more,
+    so it is stopped like on SIGTERM, and we exit 141 as a process killed by SIGPIPE would."""
+
+    def __init__(self) -> None:
+        super().__init__(signal.SIGPIPE)
+
+
 def install_sigterm_handler() -> None:
     def _raise(signum: int, _frame: object) -> None:
         raise Terminated(signum)

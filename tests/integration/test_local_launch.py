@@ -168,7 +168,7 @@ def test_list_table_shows_running_jobs(rig: dict[str, str], tmp_path: Path) -> N
     table = taoremote(["list"], env)
     assert table.returncode == 0
     header, _, row = table.stdout.splitlines()[:3]
-    assert header.split() == ["job", "container_id", "task", "status", "exit_code", "gpus", "command"]
+    assert header.split() == ["job", "container_id", "task", "status", "exit_code", "gpus", "user", "command"]
     assert row.split()[0] == job and "yolo_v4 train -e /workspace/ws/spec.txt" in row
 
 
@@ -314,3 +314,48 @@ def test_sighup_leaves_a_foreground_job_running_and_says_how_to_reattach(
     assert proc.returncode == 129, err
     assert "the job keeps running. Reattach with: taoremote logs -f" in err
     assert running_job_names() != []
+
+
+def test_stop_all_and_prune_touch_only_your_own_jobs_unless_all_users(
+    rig: dict[str, str], tmp_path: Path
+) -> None:
+    env = _with_env(rig, tmp_path, [{"variable": "RIG_SLEEP", "value": "60"}])
+    alice = {**env, "USER": "alice", "LOGNAME": "alice"}
+    bob = {**env, "USER": "bob", "LOGNAME": "bob"}
+    job = taoremote(["-d", "detectnet_v2", "train"], alice).stdout.strip()
+    rows = json.loads(taoremote(["list", "--format", "json"], bob).stdout)
+    assert [(r["job"], r["user"]) for r in rows] == [(job, "alice")]
+    assert taoremote(["stop", "--all"], bob).stdout.strip() == "No running taoremote jobs."
+    assert running_job_names() != []
+    stopped = taoremote(["stop", "--all", "--all-users"], bob)
+    assert f"stopped {job}" in stopped.stdout
+    assert job not in taoremote(["prune"], bob).stdout
+    assert job in taoremote(["prune"], alice).stdout
+
+
+def test_tilde_user_mount_sources_expand_like_the_launcher(rig: dict[str, str], tmp_path: Path) -> None:
+    mounts = write_mounts(
+        tmp_path / "tilde.json", {"Mounts": [{"source": "~root", "destination": "/workspace/r"}]}
+    )
+    env = {**rig, "LAUNCHER_MOUNTS": str(mounts)}
+    dry = taoremote(["--dry-run", "detectnet_v2", "train"], env)
+    assert "-v /root:/workspace/r" in dry.stdout
+    result = taoremote(["detectnet_v2", "run", "ls", "-d", "/workspace/r"], env)
+    assert (result.returncode, result.stdout) == (0, "/workspace/r\n"), result.stderr
+
+
+def test_closed_output_stops_the_job_and_exits_141(rig: dict[str, str], tmp_path: Path) -> None:
+    env = _with_env(rig, tmp_path, [])
+    script = "for i in $(seq 1 200); do echo line $i; sleep 0.5; done"  # 100 s unless stopped
+    with open(tmp_path / "err", "w") as errf:
+        taoremote_proc = subprocess.Popen(
+            [sys.executable, "-m", "taoremote", "detectnet_v2", "run", "sh", "-c", script],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=errf,
+        )
+    assert taoremote_proc.stdout is not None
+    assert taoremote_proc.stdout.readline() == b"line 1\n"
+    taoremote_proc.stdout.close()  # what `| head -1` does
+    assert taoremote_proc.wait(timeout=60) == 141, (tmp_path / "err").read_text()
+    assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""

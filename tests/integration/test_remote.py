@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -29,6 +30,8 @@ from tests.integration.taorun import (
 
 pytestmark = pytest.mark.usefixtures("test_images", "clean_jobs")
 SECRET = "remote-s3cr3t-Xq7PzL0o9"
+# where env-files go on the "remote" host: the login user's ~/.cache (the sshd fixtures log in as us)
+REMOTE_CACHE = Path(os.path.expanduser(f"~{getpass.getuser()}")) / ".cache"
 
 
 @pytest.fixture
@@ -110,7 +113,7 @@ def test_remote_secret_never_in_any_argv_and_env_file_is_removed(tmp_path: Path,
         assert leaks == []
         name = running_job_names()[0]
         assert docker("exec", name, "sh", "-c", 'printf %s "$API_TOKEN"').stdout == SECRET
-        assert wait_for(lambda: not list(Path("/tmp").glob("taoremote-env-*")), timeout=10)
+        assert wait_for(lambda: not list(REMOTE_CACHE.glob("taoremote-env-*")), timeout=10)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
@@ -283,7 +286,7 @@ def test_remote_interactive_shell_gets_a_pty(tmp_path: Path, sshd_host: SshHost)
     code, screen = run_in_terminal(argv, env, lines, ready="/ #")
     assert code == 6, screen
     assert f"remote-42 {len(SECRET)}" in screen and "has-tty" in screen
-    assert not list(Path("/tmp").glob("taoremote-env-*"))
+    assert not list(REMOTE_CACHE.glob("taoremote-env-*"))
 
 
 def test_a_launch_uses_one_ssh_connection(tmp_path: Path, sshd_host: SshHost) -> None:
@@ -361,3 +364,25 @@ def test_missing_ssh_config_file_is_one_line_exit_68(tmp_path: Path, sshd_host: 
     )
     assert result.returncode == 68
     assert "no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_closed_output_stops_a_remote_job_and_exits_141(tmp_path: Path, sshd_host: SshHost) -> None:
+    env = _env(tmp_path, sshd_host)
+    script = "for i in $(seq 1 200); do echo line $i; sleep 0.5; done"
+    with open(tmp_path / "err", "w") as errf:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "taoremote",
+                *_remote(sshd_host, "detectnet_v2", "run", "sh", "-c", script),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=errf,
+        )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"line 1\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141, (tmp_path / "err").read_text()
+    assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""

@@ -8,6 +8,7 @@ from taoremote.command import (
     PS_TEMPLATE,
     BoundMount,
     RunSpec,
+    build_clean_dir_argv,
     build_create_argv,
     build_logs_argv,
     build_ps_argv,
@@ -15,6 +16,7 @@ from taoremote.command import (
     build_run_argv,
     build_start_attached_argv,
     build_stop_argv,
+    build_then_delete_env_file_argv,
     build_wait_argv,
     container_name,
     format_env_file,
@@ -207,6 +209,17 @@ def test_stop_rm_logs_wait_argv() -> None:
     assert build_wait_argv("a") == ("docker", "wait", "a")
     assert build_wait_argv("a", remove=True) == (
         "sh", "-c", 'docker wait "$1" && docker rm --force "$1" >/dev/null', "sh", "a",
+    )  # fmt: skip
+
+
+def test_clean_dir_follows_a_symlinked_directory_and_keeps_it() -> None:
+    assert build_clean_dir_argv("/data/results/") == ("find", "/data/results/.", "-mindepth", "1", "-delete")
+
+
+def test_env_file_is_deleted_by_the_same_command_that_reads_it() -> None:
+    assert build_then_delete_env_file_argv(("docker", "create", "img"), "/h/.cache/taoremote-env-1/env") == (
+        "sh", "-c", 'trap "" HUP; "$@"; rc=$?; rm -f "$0"; rmdir "${0%/*}" 2>/dev/null; exit $rc',
+        "/h/.cache/taoremote-env-1/env", "docker", "create", "img",
     )  # fmt: skip
 
 

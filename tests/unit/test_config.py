@@ -42,10 +42,9 @@ EXPECTED_PATHS = {
     "ulimit_string.json": ["$.DockerOptions.ulimits.memlock: 'unlimited' is not a valid value here"],
     "port_bad_key.json": ["$.DockerOptions.ports: 'http' is not a container port"],
     "many_problems.json": [
-        "4 problems",
+        "3 problems",
         "$.DockerOptions.user: 1000 is not of type 'string'",
         "$.Envs[0].value: [1] is not of type 'string', 'number', 'boolean'",
-        "$.Mounts[0]: unknown key 'mode'",
         "$.Mounts[0].destination: 'rel' must be an absolute container path",
     ],
 }
@@ -81,7 +80,6 @@ def test_problems_are_listed_in_document_order() -> None:
     assert [line.split(":")[0].strip() for line in lines] == [
         "$.DockerOptions.user",
         "$.Envs[0].value",
-        "$.Mounts[0]",
         "$.Mounts[0].destination",
     ]
 
@@ -162,3 +160,27 @@ def test_named_mounts_file_that_does_not_exist_is_an_error(tmp_path: Path) -> No
 
 def test_config_error_exit_code_is_78() -> None:
     assert ConfigError("x").exit_code == 78
+
+
+def test_keys_the_launcher_ignores_inside_items_are_ignored_with_a_warning() -> None:
+    doc = {
+        "Mounts": [{"source": "/d", "destination": "/w", "comment": "data", "mode": "ro"}],
+        "Envs": [{"variable": "A", "value": "1", "note": "x"}],
+    }
+    config = parse_mounts_config(json.dumps(doc), "m.json", {})
+    assert config.mounts == (Mount("/d", "/w"),)
+    assert config.warnings == (
+        "$.Mounts[0]: key 'comment' is ignored",
+        "$.Mounts[0]: key 'mode' is ignored (for a read-only mount use \"read_only\": true)",
+        "$.Envs[0]: key 'note' is ignored",
+    )
+
+
+def test_a_list_of_host_ports_publishes_the_container_port_on_each() -> None:
+    doc = {"DockerOptions": {"ports": {"8888": [8888, 8889], "6006": ["127.0.0.1", 6006]}}}
+    config = parse_mounts_config(json.dumps(doc), "m.json", {})
+    assert config.options.ports == (
+        PortMapping("8888", None, "8888"),
+        PortMapping("8888", None, "8889"),
+        PortMapping("6006", "127.0.0.1", "6006"),
+    )

@@ -529,3 +529,18 @@ def test_secret_flag_comes_from_the_mounts_file_not_only_from_the_name() -> None
     assert "#   NGC_ORG=****" in text
     assert "#   CLEARML_API_ACCESS_KEY=visible-on-purpose" in text
     assert "NGC_ORG=nvidia" not in text
+
+
+def test_selected_gpus_follow_the_gpus_option() -> None:
+    from taoremote.launch import selected_gpus
+    from taoremote.preflight import Gpu
+
+    def gpu(index: int, name: str) -> Gpu:
+        return Gpu(index, name, f"GPU-{index}", 0, 1000, 0, "8.0", None)
+
+    gpus = (gpu(0, "NVIDIA GeForce RTX 4090"), gpu(1, "Tesla T4"), gpu(2, "Tesla T4"))
+    assert [g.index for g in selected_gpus(gpus, "device=1,2")] == [1, 2]
+    assert [g.index for g in selected_gpus(gpus, "device=GPU-2")] == [2]
+    assert [g.index for g in selected_gpus(gpus, "2")] == [0, 1]
+    assert [g.index for g in selected_gpus(gpus, "all")] == [0, 1, 2]
+    assert [g.index for g in selected_gpus(gpus, "device=9")] == [0, 1, 2]  # unknown: judge them all
