@@ -28,8 +28,9 @@ Examples:
 Arguments after the task pass through unchanged, one element each: no shell re-splits them.
 Config: --mounts, $LAUNCHER_MOUNTS or ~/.tao_mounts.json (the TAO launcher's format);
 task images: ~/.tao/config.json or the bundled TAO map, $OVERRIDE_REGISTRY, --image.
-Exit codes: the task's own; 2 usage; 68 SSH; 69 docker or driver; 78 config; 130 Ctrl-C;
-255 SSH link lost while following (the job goes on)."""
+Exit codes: the task's own; 2 usage; 68 SSH; 69 docker or driver; 78 config; 130/143 Ctrl-C
+or SIGTERM (job stopped); 129 terminal hung up and 255 SSH link lost (the job goes on: reattach
+with `logs -f`); 141 output closed (job stopped)."""
 
 BUILTINS = ("list", "stop", "logs", "info", "doctor", "prune")
 
