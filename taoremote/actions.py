@@ -156,8 +156,9 @@ def run_task(argv: list[str], g: Globals) -> int:
 def _clean_results(ex: Executor, directory: str, *, assume_yes: bool, terminal: bool) -> None:
     from taoremote.command import build_clean_dir_argv
 
-    if directory.rstrip("/").count("/") < 3:  # /home/alice, /mnt/data: surely not a results dir
-        raise UsageError(f"refusing to empty {directory}: too close to the root of the filesystem")
+    home = os.path.expanduser("~") if ex.host == "local" else None
+    if directory.rstrip("/").count("/") < 2 or directory.rstrip("/") == home:
+        raise UsageError(f"refusing to empty {directory}: a top-level or home directory is no results dir")
     if not assume_yes:
         if not terminal:
             raise UsageError(

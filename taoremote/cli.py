@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -298,12 +299,14 @@ def main() -> None:
         print("taoremote: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except Terminated as exc:
-        what = "output closed; the job was stopped" if isinstance(exc, OutputClosed) else "terminated"
-        print(f"taoremote: {what}", file=sys.stderr)
+        what = exc.message if isinstance(exc, OutputClosed) else "terminated"
+        with contextlib.suppress(OSError):
+            print(f"taoremote: {what}", file=sys.stderr)
         raise SystemExit(128 + exc.signum) from None
 
 
 def _fail(exc: TaoRemoteError) -> None:
     prefix = "taoremote: " if isinstance(exc, Interrupted) else "taoremote: error: "
-    print(f"{prefix}{exc}", file=sys.stderr)
+    with contextlib.suppress(OSError):  # the exit code must survive a closed stderr
+        print(f"{prefix}{exc}", file=sys.stderr)
     raise SystemExit(exc.exit_code)

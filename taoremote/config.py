@@ -131,6 +131,9 @@ def parse_mounts_config(
     return replace(_to_config(doc, path, environ), warnings=tuple(warnings))
 
 
+# Someone who wrote these meant a read-only mount: ignoring them would mount read-write, so they stay
+# errors (the message lists the allowed keys, read_only among them).
+_MISTYPED_READ_ONLY = frozenset({"mode", "ro", "rw", "readonly", "read-only", "readonly_", "read_only_"})
 _ITEM_KEYS = {
     "Mounts": ("source", "destination", "read_only"),
     "Envs": ("variable", "value", "from_env", "secret"),
@@ -151,9 +154,8 @@ def _strip_ignored_item_keys(doc: object) -> list[str]:
         for index, item in enumerate(items):
             if not isinstance(item, dict):
                 continue
-            for key in [k for k in item if k not in known]:
-                hint = ' (for a read-only mount use "read_only": true)' if key == "mode" else ""
-                warnings.append(f"$.{section}[{index}]: key {key!r} is ignored{hint}")
+            for key in [k for k in item if k not in known and k.lower() not in _MISTYPED_READ_ONLY]:
+                warnings.append(f"$.{section}[{index}]: key {key!r} is ignored")
                 del item[key]
     return warnings
 

@@ -84,22 +84,35 @@ class LocalExecutor:
     def run(
         self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None
     ) -> Completed:
+        # Own session, and never killed on Ctrl-C: a `docker create` half-way through must finish (and
+        # its wrapper delete the env-file) so that the caller can then stop and remove it by name.
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 list(argv),
-                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",
-                stdin=subprocess.DEVNULL,
                 env=_merged_env(env),
-                timeout=timeout,
-                check=False,
+                start_new_session=True,
             )
         except FileNotFoundError:
             raise _missing_binary(argv[0]) from None
+        try:
+            out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
             raise DockerError(f"`{' '.join(argv[:3])}` did not answer within {timeout:.0f} s") from None
-        return Completed(self.host, tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+        except BaseException:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=60)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise
+        return Completed(self.host, tuple(argv), proc.returncode, out, err)
 
     def stream(
         self,
@@ -341,7 +354,7 @@ class SshExecutor:
         except (KeyboardInterrupt, Terminated):
             if on_interrupt is not None:
                 on_interrupt()  # stops the container, which ends the remote command too
-            worker.join(30)
+                worker.join(30)
             raise
         if "error" in box:
             error = box["error"]

@@ -149,9 +149,15 @@ def launch_job(
         if spec.detach:
             echo(spec.job_id)
             return 0
-        return follow_job(ex, name, job_id=spec.job_id, remove_after=True, stop_on_interrupt=False)
+        return follow_job(ex, name, job_id=spec.job_id, remove_after=True)
     except HungUp:
-        raise  # the terminal went away, not the user's wish to stop: the job goes on
+        if spec.interactive:  # a shell nobody can type into any more only holds GPUs
+            stop_quietly(ex, [name], remove=True)
+        raise  # otherwise the terminal went away, not the user's wish to stop: the job goes on
+    except OutputClosed:
+        if not spec.detach:
+            stop_quietly(ex, [name], remove=True)
+        raise OutputClosed("output closed; the job was stopped") from None
     except (KeyboardInterrupt, Terminated):
         # whatever step the interruption hit, a job we started in the foreground must not outlive it
         if not spec.detach:
@@ -197,7 +203,9 @@ def follow_job(
     Ctrl-C stops the job when we started it in the foreground; when only reattached (`logs -f`)
     it just stops following."""
     on_interrupt = (lambda: stop_quietly(ex, [name], remove=remove_after)) if stop_on_interrupt else None
-    ex.stream(build_logs_argv(name, follow=True), on_interrupt=on_interrupt)
+    followed = ex.stream(build_logs_argv(name, follow=True), on_interrupt=on_interrupt)
+    if followed < 0:  # `docker logs -f` killed by a signal (SIGPIPE: our output closed): don't wait on
+        raise OutputClosed()
     result = ex.run(build_wait_argv(name, remove=remove_after))
     if result.returncode != 0:
         raise parse_docker_error(result)
@@ -207,8 +215,9 @@ def follow_job(
 def stop_quietly(ex: Executor, names: Sequence[str], *, remove: bool = False) -> None:
     """Best effort during an interruption: the job must not outlive a Ctrl-C, but a second error
     here must not hide the first. remove: a foreground job started detached (SSH) leaves nothing."""
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(OSError):  # stderr may be the closed pipe that got us here
         print(f"taoremote: stopping {', '.join(names)} on {ex.host} ...", file=sys.stderr)
+    with contextlib.suppress(Exception):
         ex.run(build_stop_argv(names), timeout=60)
         if remove:
             ex.run(build_rm_argv(names), timeout=60)

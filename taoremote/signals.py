@@ -24,8 +24,9 @@ class OutputClosed(Terminated):
     """Our stdout went away (`| head`, a closed `less`): nobody can watch the foreground job any more,
     so it is stopped like on SIGTERM, and we exit 141 as a process killed by SIGPIPE would."""
 
-    def __init__(self) -> None:
+    def __init__(self, message: str = "output closed") -> None:
         super().__init__(signal.SIGPIPE)
+        self.message = message
 
 
 def install_sigterm_handler() -> None:
@@ -37,4 +38,6 @@ def install_sigterm_handler() -> None:
 
     signal.signal(signal.SIGTERM, _raise)
     with contextlib.suppress(AttributeError, ValueError):
-        signal.signal(signal.SIGHUP, _hung_up)
+        # under `nohup` SIGHUP is ignored on purpose: keep it that way, the run must go to the end
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            signal.signal(signal.SIGHUP, _hung_up)

@@ -359,3 +359,34 @@ def test_closed_output_stops_the_job_and_exits_141(rig: dict[str, str], tmp_path
     taoremote_proc.stdout.close()  # what `| head -1` does
     assert taoremote_proc.wait(timeout=60) == 141, (tmp_path / "err").read_text()
     assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""
+
+
+def test_closed_stdout_and_stderr_still_stop_the_job(rig: dict[str, str], tmp_path: Path) -> None:
+    script = "for i in $(seq 1 200); do echo line $i; sleep 0.5; done"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taoremote", "detectnet_v2", "run", "sh", "-c", script],
+        env=rig,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # `2>&1 | head -1`
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"line 1\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""
+
+
+def test_under_nohup_a_hangup_changes_nothing(rig: dict[str, str], tmp_path: Path) -> None:
+    env = _with_env(
+        rig, tmp_path, [{"variable": "RIG_SLEEP", "value": "3"}, {"variable": "RIG_EXIT", "value": "4"}]
+    )
+    with open(tmp_path / "out", "w") as out:
+        proc = subprocess.Popen(
+            ["nohup", sys.executable, "-m", "taoremote", "detectnet_v2", "train"],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    assert wait_for(lambda: running_job_names() != [], timeout=30)
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=60) == 4  # the task's own code: the hang-up was ignored, as nohup asked

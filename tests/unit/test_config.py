@@ -42,9 +42,10 @@ EXPECTED_PATHS = {
     "ulimit_string.json": ["$.DockerOptions.ulimits.memlock: 'unlimited' is not a valid value here"],
     "port_bad_key.json": ["$.DockerOptions.ports: 'http' is not a container port"],
     "many_problems.json": [
-        "3 problems",
+        "4 problems",
         "$.DockerOptions.user: 1000 is not of type 'string'",
         "$.Envs[0].value: [1] is not of type 'string', 'number', 'boolean'",
+        "$.Mounts[0]: unknown key 'mode'; allowed: source, destination, read_only",
         "$.Mounts[0].destination: 'rel' must be an absolute container path",
     ],
 }
@@ -80,6 +81,7 @@ def test_problems_are_listed_in_document_order() -> None:
     assert [line.split(":")[0].strip() for line in lines] == [
         "$.DockerOptions.user",
         "$.Envs[0].value",
+        "$.Mounts[0]",
         "$.Mounts[0].destination",
     ]
 
@@ -164,16 +166,19 @@ def test_config_error_exit_code_is_78() -> None:
 
 def test_keys_the_launcher_ignores_inside_items_are_ignored_with_a_warning() -> None:
     doc = {
-        "Mounts": [{"source": "/d", "destination": "/w", "comment": "data", "mode": "ro"}],
+        "Mounts": [{"source": "/d", "destination": "/w", "comment": "data"}],
         "Envs": [{"variable": "A", "value": "1", "note": "x"}],
     }
     config = parse_mounts_config(json.dumps(doc), "m.json", {})
     assert config.mounts == (Mount("/d", "/w"),)
-    assert config.warnings == (
-        "$.Mounts[0]: key 'comment' is ignored",
-        "$.Mounts[0]: key 'mode' is ignored (for a read-only mount use \"read_only\": true)",
-        "$.Envs[0]: key 'note' is ignored",
-    )
+    assert config.warnings == ("$.Mounts[0]: key 'comment' is ignored", "$.Envs[0]: key 'note' is ignored")
+
+
+@pytest.mark.parametrize("key", ["readonly", "ro", "mode", "read-only"])
+def test_a_mistyped_read_only_key_is_an_error_not_a_read_write_mount(key: str) -> None:
+    doc = {"Mounts": [{"source": "/d", "destination": "/w", key: True}]}
+    with pytest.raises(ConfigError, match=f"unknown key '{key}'; allowed: source, destination, read_only"):
+        parse_mounts_config(json.dumps(doc), "m.json", {})
 
 
 def test_a_list_of_host_ports_publishes_the_container_port_on_each() -> None:
