@@ -46,6 +46,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: taoremote, tests.proctree
+from tests.proctree import descendants
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_JSON = REPO / ".bench" / "results.json"
 REGISTRY = "taoremote.test"
@@ -294,30 +297,10 @@ def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
     )
 
 
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                ppid = int(f.read().rpartition(")")[2].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    out: list[int] = []
-    stack = list(children.get(root, []))
-    while stack:
-        pid = stack.pop()
-        out.append(pid)
-        stack.extend(children.get(pid, []))
-    return out
-
-
 def kill_tree(proc: subprocess.Popen[Any]) -> None:
     """Kill a process we started and everything under it (by pid, never by name)."""
     if proc.poll() is None:
-        for pid in _descendants(proc.pid):
+        for pid in descendants(proc.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.terminate()
@@ -486,7 +469,6 @@ def bench_local(b: Bench) -> None:
     )
     s = alternate([launch, plain, nopf], b.runs("local_launch"))
 
-    sys.path.insert(0, str(REPO))
     probe_row: Row
     try:
         from taoremote.preflight import build_probe_argv
@@ -1282,7 +1264,6 @@ def bench_remote_launch(b: Bench, fleet: Fleet, tr: list[str], env: dict[str, st
 def remote_probe_share(b: Bench, fleet: Fleet) -> tuple[float, float]:
     """Time the probe vs `true` as commands on one open taoremote SshExecutor connection (in-process)."""
     try:
-        sys.path.insert(0, str(REPO))
         from taoremote.hosts import SshExecutor
         from taoremote.preflight import build_probe_argv
 

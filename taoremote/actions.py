@@ -243,37 +243,42 @@ def current_user() -> str:
     return local_user()
 
 
+@dataclass(frozen=True)
+class _Stopped:
+    stopped: list[jobs.Job]
+    found: list[str]  # the wanted ids that match a job on this host
+    known: list[jobs.Job]
+
+
 def stop_cmd(g: Globals, wanted: list[str], *, stop_all: bool, all_users: bool = False) -> int:
     me = current_user()
 
-    def work(ex: Executor) -> tuple[list[jobs.Job], list[str], list[jobs.Job]]:
+    def work(ex: Executor) -> _Stopped:
         known = jobs.list_jobs(ex, include_stopped=True, timeout=HOST_DEADLINE_S)
         if stop_all:
             # on a shared GPU host --all means *my* jobs; colleagues' multi-day runs need --all-users
             chosen = [j for j in known if j.state == "running" and (all_users or j.user == me)]
         else:
             chosen = [j for ident in wanted if (j := jobs.match_job(known, ident)) is not None]
-        found_ids = [ident for ident in wanted if jobs.match_job(known, ident) is not None]
         if chosen:
             result = jobs.stop_jobs(ex, chosen)
             if result.returncode != 0:
                 raise jobs.parse_docker_error(result)
-        return chosen, found_ids, known
+        return _Stopped(chosen, [i for i in wanted if jobs.match_job(known, i) is not None], known)
 
     results = fan_out(g, work)
-    known_everywhere = [j for r in results for j in (r.value or ([], [], []))[2]]
-    found: set[str] = set()
-    for r in results:
-        for job in (r.value or ([], [], []))[0]:
-            _out(f"stopped {job.job_id} ({job.name}){' on ' + r.host if r.host != 'local' else ''}")
-        found.update((r.value or ([], [], []))[1])
+    answers = [(r.host, r.value) for r in results if r.value is not None]
+    for host, answer in answers:
+        for job in answer.stopped:
+            _out(f"stopped {job.job_id} ({job.name}){' on ' + host if host != 'local' else ''}")
     code = _report_failures(results)
     # an id is "not found" only if every host answered; otherwise it may be on the silent one
-    all_answered = all(r.error is None for r in results)
-    missing = [ident for ident in wanted if ident not in found] if all_answered else []
+    found = {ident for _, answer in answers for ident in answer.found}
+    missing = [i for i in wanted if i not in found] if len(answers) == len(results) else []
+    known_everywhere = [job for _, answer in answers for job in answer.known]
     for ident in missing:
         _err(f"error: {jobs.unmatched_message(known_everywhere, ident, _targets(g))}")
-    if stop_all and not any((r.value or ([], [], []))[0] for r in results) and code == 0:
+    if stop_all and code == 0 and not any(answer.stopped for _, answer in answers):
         _out("No running taoremote jobs.")
     return code or (1 if missing else 0)
 

@@ -33,8 +33,6 @@ Exit codes: the task's own; 2 usage; 68 SSH; 69 docker or driver; 78 config; 130
 or SIGTERM (job stopped); 129 terminal hung up and 255 SSH link lost (the job goes on: reattach
 with `logs -f`); 141 output closed (job stopped)."""
 
-BUILTINS = ("list", "stop", "logs", "info", "doctor", "prune")
-
 
 class TaskDispatchGroup(TyperGroup):
     """Anything that is not a built-in command is a task: it and everything after it go to the task

@@ -33,14 +33,19 @@ class RunSpec:
     job_id: str
     task: str
     mounts: tuple[BoundMount, ...] = ()
-    env_names: tuple[str, ...] = ()  # values travel in the docker client's environment, never in argv
-    env_file: str | None = None  # remote hosts: a 0600 file uploaded over SFTP
+    env_names: tuple[str, ...] = ()  # the plan's Envs; a launch swaps them for env_file (with_env_file)
+    env_file: str | None = None  # a 0600 file holding the values: they never appear in an argv
     options: DockerOptions = field(default_factory=DockerOptions)
     gpus: str = "all"  # "all", "2", "device=0,2", "none"
     tty: bool = False
     interactive: bool = False
     detach: bool = False  # -d: the job outlives this process; no --rm so its exit code stays readable
     labels: tuple[tuple[str, str], ...] = ()
+
+
+def with_env_file(spec: RunSpec, env_file: str | None) -> RunSpec:
+    """The spec as launched: values come from the env-file, so no `-e NAME` is needed."""
+    return replace(spec, env_names=(), env_file=env_file)
 
 
 def container_name(task: str, job_id: str) -> str:
@@ -145,10 +150,6 @@ def build_wait_argv(name: str, *, remove: bool = False) -> tuple[str, ...]:
     return ("docker", "wait", name)
 
 
-def build_image_inspect_argv(image: str) -> tuple[str, ...]:
-    return ("docker", "image", "inspect", "--format", "{{json .Config.Env}}", image)
-
-
 def build_pull_argv(image: str) -> tuple[str, ...]:
     return ("docker", "pull", image)
 
@@ -157,10 +158,6 @@ def build_clean_dir_argv(directory: str) -> tuple[str, ...]:
     """Empty a directory, keeping the directory itself (it may be a mount point). `DIR/.` so that a
     results dir that is a symlink is followed, as the probe that found it non-empty did."""
     return ("find", f"{directory.rstrip('/')}/.", "-mindepth", "1", "-delete")
-
-
-def build_info_argv() -> tuple[str, ...]:
-    return ("docker", "info", "--format", "{{json .ServerVersion}}")
 
 
 def format_env_file(values: Mapping[str, str]) -> str:

@@ -225,6 +225,11 @@ def _describe(error: Any) -> str:
     return str(error.message)
 
 
+def destination_key(destination: str) -> str:
+    """`/workspace/x` and `/workspace/x/` are the same place in the container."""
+    return destination.rstrip("/") or "/"
+
+
 def _duplicate_destinations(doc: object) -> list[tuple[str, str]]:
     if not isinstance(doc, dict) or not isinstance(doc.get("Mounts"), list):
         return []
@@ -234,7 +239,7 @@ def _duplicate_destinations(doc: object) -> list[tuple[str, str]]:
         dest = mount.get("destination") if isinstance(mount, dict) else None
         if not isinstance(dest, str):
             continue
-        key = dest.rstrip("/") or "/"
+        key = destination_key(dest)
         if key in seen:
             found.append(
                 (

@@ -1,7 +1,7 @@
 """`taoremote doctor`: can this host (or these hosts) run TAO? One verdict per line, with the fix.
 
-Each host costs three docker-free round trips at most (docker info, the preflight probe, the env of
-every task image at once) plus one read of the listening ports, and hosts are checked in parallel.
+Each host costs at most three round trips (the preflight probe, which also says whether docker answers;
+the env of every task image at once; the listening ports), and hosts are checked in parallel.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from taoremote import preflight
-from taoremote.command import build_info_argv
 from taoremote.config import MountsConfig
 from taoremote.errors import PreflightError
-from taoremote.hosts import Executor
+from taoremote.hosts import Completed, Executor
 from taoremote.jobs import parse_docker_error
 from taoremote.output import Format
 
@@ -69,17 +68,16 @@ def parse_listening_ports(proc_net_tcp: str) -> set[int]:
 
 def check_host(ex: Executor, images: Sequence[str], config: MountsConfig) -> list[Check]:
     host = ex.host
-    checks: list[Check] = []
-    info = ex.run(build_info_argv(), timeout=30)
-    if info.returncode != 0:
-        error = parse_docker_error(info)
-        checks.append(Check(host, "docker", "FAIL", str(error), "start dockerd / install Docker Engine"))
-        return [*checks, Check(host, "everything else", "skip", "needs docker", required=False)]
-    checks.append(Check(host, "docker", "ok", f"Docker Engine {info.stdout.strip().strip(chr(34))}"))
-
     sources = [m.source for m in config.mounts]
     probe_run = ex.run(preflight.build_probe_argv(images[0] if images else "", sources), timeout=60)
     probe = preflight.parse_probe(probe_run.stdout, host=host)
+    docker_ok = probe.runtimes_rc == 0  # the probe's `docker info`: no second call just to ask
+    if docker_ok:
+        runtimes = ", ".join(probe.runtimes) or "none listed"
+        checks = [Check(host, "docker", "ok", f"Docker Engine answers (runtimes: {runtimes})")]
+    else:
+        error = parse_docker_error(Completed(host, (), probe.runtimes_rc, "", probe.runtimes_text))
+        checks = [Check(host, "docker", "FAIL", str(error), "start dockerd / install Docker Engine")]
     facts: preflight.HostGpuFacts | None = None
     try:
         facts = preflight.host_facts(probe, host=host)
@@ -91,8 +89,10 @@ def check_host(ex: Executor, images: Sequence[str], config: MountsConfig) -> lis
         checks.append(
             Check(host, "NVIDIA driver", "FAIL", message, fix or "install or repair the NVIDIA driver")
         )
-    checks.append(_runtime_check(host, probe))
     checks.extend(_mount_checks(host, config, probe))
+    if not docker_ok:  # the driver and mounts were still worth checking; the rest needs docker
+        return [*checks, Check(host, "images and runtime", "skip", "needs docker", required=False)]
+    checks.append(_runtime_check(host, probe))
     checks.extend(_image_checks(ex, images, facts, probe))
     checks.extend(_env_checks(host, config))
     checks.extend(_port_checks(ex, config))

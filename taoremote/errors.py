@@ -49,12 +49,6 @@ class JobNotFoundError(TaoRemoteError):
     exit_code = 1
 
 
-class PartialFailureError(TaoRemoteError):
-    """Some hosts or some jobs failed while the others succeeded; details were already printed."""
-
-    exit_code = 1
-
-
 class LinkLostError(TaoRemoteError):
     """The SSH link dropped while following a job; the job itself keeps running."""
 

@@ -16,12 +16,12 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from taoremote.errors import DockerError, HostError, LinkLostError
-from taoremote.signals import HungUp, OutputClosed, Terminated
+from taoremote.signals import HungUp, OutputClosed
 
 
 @dataclass(frozen=True)
@@ -33,23 +33,13 @@ class Completed:
     stderr: str
 
 
-@dataclass(frozen=True)
-class EnvHandoff:
-    """How env values reach `docker run` without ever appearing in an argv."""
-
-    run_flags: tuple[str, ...]  # ("--env-file", path), or () when there are no values
-    cleanup_path: str | None  # the env-file, to delete once the container exists
-
-
 class Executor(Protocol):
     host: str
     # True where the link to the host can drop (SSH): jobs then start detached and are followed,
     # so a lost connection never takes the job with it.
     follow_detached: bool
 
-    def run(
-        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None
-    ) -> Completed:
+    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> Completed:
         """Run to completion, output captured."""
         ...
 
@@ -57,14 +47,12 @@ class Executor(Protocol):
         self,
         argv: Sequence[str],
         *,
-        env: Mapping[str, str] | None = None,
         tty: bool = False,
-        on_interrupt: Callable[[], None] | None = None,
     ) -> int:
         """Run with output going to our stdout/stderr; return the exit code.
 
-        On Ctrl-C/SIGTERM, on_interrupt (which stops the container) runs before the
-        interruption propagates, and the child is reaped: nothing is left behind.
+        An interruption ends the command (locally the child is reaped) and propagates; stopping the
+        job is the caller's business (jobs.launch_job), so a reattached `logs -f` leaves it running.
         """
         ...
 
@@ -72,7 +60,9 @@ class Executor(Protocol):
         """Run with stdout shown live (progress) and stderr captured (to turn into one clear error)."""
         ...
 
-    def hand_off_env(self, values: Mapping[str, str]) -> EnvHandoff: ...
+    def hand_off_env(self, values: Mapping[str, str]) -> str | None:
+        """Write the values to a private 0600 env-file on the host; its path (None: no values)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -81,9 +71,7 @@ class LocalExecutor:
     host = "local"
     follow_detached = False
 
-    def run(
-        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None
-    ) -> Completed:
+    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> Completed:
         # Own session, and never killed on Ctrl-C: a `docker create` half-way through must finish (and
         # its wrapper delete the env-file) so that the caller can then stop and remove it by name.
         try:
@@ -94,7 +82,6 @@ class LocalExecutor:
                 stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",
-                env=_merged_env(env),
                 start_new_session=True,
             )
         except FileNotFoundError:
@@ -118,15 +105,13 @@ class LocalExecutor:
         self,
         argv: Sequence[str],
         *,
-        env: Mapping[str, str] | None = None,
         tty: bool = False,
-        on_interrupt: Callable[[], None] | None = None,
     ) -> int:
         # Without a terminal the child gets its own session: Ctrl-C then reaches only us, and we stop
         # the container deliberately instead of racing docker's own signal proxy. With a terminal the
         # child must stay in our foreground group to own it (interactive shells handle ^C themselves).
         try:
-            proc = subprocess.Popen(list(argv), env=_merged_env(env), start_new_session=not tty)
+            proc = subprocess.Popen(list(argv), start_new_session=not tty)
         except FileNotFoundError:
             raise _missing_binary(argv[0]) from None
         try:
@@ -134,10 +119,7 @@ class LocalExecutor:
         except HungUp:
             raise  # the terminal is gone, not the user's wish to stop: the job goes on
         except BaseException:
-            if on_interrupt is not None:
-                on_interrupt()  # stopping the container ends the docker client too
-            else:
-                proc.terminate()  # e.g. `docker logs -f`: stop following, leave the job alone
+            proc.terminate()  # the client only: `docker start -a` passes it on, `logs -f` just ends
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -160,12 +142,12 @@ class LocalExecutor:
             raise
         return Completed(self.host, tuple(argv), proc.returncode, "", err)
 
-    def hand_off_env(self, values: Mapping[str, str]) -> EnvHandoff:
+    def hand_off_env(self, values: Mapping[str, str]) -> str | None:
         """A 0600 env-file in a private temp dir, deleted once the container exists. Not `-e NAME` with
         the value in the docker client's environment: DOCKER_HOST, HOME, PATH or a proxy variable in
         Envs would then reconfigure the client itself."""
         if not values:
-            return EnvHandoff((), None)
+            return None
         import tempfile
 
         from taoremote.command import format_env_file
@@ -175,16 +157,10 @@ class LocalExecutor:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(format_env_file(values))
-        return EnvHandoff(("--env-file", path), path)
+        return path
 
     def close(self) -> None:
         return None
-
-
-def _merged_env(extra: Mapping[str, str] | None) -> dict[str, str] | None:
-    if not extra:
-        return None
-    return {**os.environ, **extra}
 
 
 def _missing_binary(name: str) -> DockerError:
@@ -304,11 +280,7 @@ class SshExecutor:
             interval = self._conn.ssh_config.get("serveraliveinterval")
             transport.set_keepalive(int(interval) if interval and interval.isdigit() else KEEPALIVE_S)
 
-    def run(
-        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None
-    ) -> Completed:
-        if env:
-            raise ValueError("env values must reach a remote host through an env-file, never inline")
+    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> Completed:
         self._open()
         try:
             result = self._conn.run(shlex.join(argv), hide=True, warn=True, in_stream=False, timeout=timeout)
@@ -320,12 +292,8 @@ class SshExecutor:
         self,
         argv: Sequence[str],
         *,
-        env: Mapping[str, str] | None = None,
         tty: bool = False,
-        on_interrupt: Callable[[], None] | None = None,
     ) -> int:
-        if env:
-            raise ValueError("env values must reach a remote host through an env-file, never inline")
         self._open()
         command = shlex.join(argv)
         if tty:
@@ -344,18 +312,11 @@ class SshExecutor:
         worker = threading.Thread(target=work, daemon=True)
         worker.start()
         transport = self._conn.transport
-        try:
-            while worker.is_alive():
-                worker.join(0.1)
-                if transport is None or not transport.is_active():
-                    raise LinkLostError(f"the SSH connection to {self.host} was lost")
-        except HungUp:
-            raise  # the user's terminal is gone, not their wish to stop: the job goes on
-        except (KeyboardInterrupt, Terminated):
-            if on_interrupt is not None:
-                on_interrupt()  # stops the container, which ends the remote command too
-                worker.join(30)
-            raise
+        # an interruption propagates from here; the worker's remote command ends with the job
+        while worker.is_alive():
+            worker.join(0.1)
+            if transport is None or not transport.is_active():
+                raise LinkLostError(f"the SSH connection to {self.host} was lost")
         if "error" in box:
             error = box["error"]
             if _broken_pipe(error):
@@ -393,9 +354,9 @@ class SshExecutor:
             self._sftp = self._conn.sftp()
         return self._sftp
 
-    def hand_off_env(self, values: Mapping[str, str]) -> EnvHandoff:
+    def hand_off_env(self, values: Mapping[str, str]) -> str | None:
         if not values:
-            return EnvHandoff((), None)
+            return None
         from taoremote.command import format_env_file  # pure; imported here to keep hosts.py small
 
         sftp = self._sftp_or_error()
@@ -413,7 +374,7 @@ class SshExecutor:
                 fh.write(format_env_file(values))
         except OSError as exc:
             raise HostError(f"host {self.host}: cannot upload the env-file over SFTP: {exc}") from None
-        return EnvHandoff(("--env-file", path), path)
+        return path
 
     def _sftp_or_error(self) -> object:
         import paramiko

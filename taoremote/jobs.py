@@ -27,6 +27,7 @@ from taoremote.command import (
     build_then_delete_env_file_argv,
     build_wait_argv,
     container_name,
+    with_env_file,
 )
 from taoremote.errors import DockerError, JobNotFoundError, PreflightError
 from taoremote.hosts import Completed, Executor
@@ -137,19 +138,19 @@ def launch_job(
     started attached: a failed create is one clear docker error (never confused with a task that
     exits 125), the env-file goes the moment the container exists, and an interruption at any step
     can clean up by name. Elsewhere the job starts detached and is followed."""
-    handoff = ex.hand_off_env(env_values)
-    spec = replace(spec, env_names=(), env_file=handoff.cleanup_path)
+    env_file = ex.hand_off_env(env_values)
+    spec = with_env_file(spec, env_file)
     name = container_name(spec.task, spec.job_id)
     attached = spec.interactive or (not spec.detach and not ex.follow_detached)
     try:
         if attached:
-            _create_or_start(ex, build_create_argv(spec), spec, handoff.cleanup_path)
+            _create_or_start(ex, build_create_argv(spec), spec, env_file)
             return _start_attached(ex, spec, name)
-        _create_or_start(ex, build_run_argv(replace(spec, detach=True)), spec, handoff.cleanup_path)
+        _create_or_start(ex, build_run_argv(replace(spec, detach=True)), spec, env_file)
         if spec.detach:
             echo(spec.job_id)
             return 0
-        return follow_job(ex, name, job_id=spec.job_id, remove_after=True)
+        return follow_job(ex, name, remove_after=True)  # on Ctrl-C the except below stops it, once
     except HungUp:
         if spec.interactive:  # a shell nobody can type into any more only holds GPUs
             stop_quietly(ex, [name], remove=True)
@@ -195,15 +196,12 @@ def _start_attached(ex: Executor, spec: RunSpec, name: str) -> int:
     return code
 
 
-def follow_job(
-    ex: Executor, name: str, *, job_id: str, remove_after: bool, stop_on_interrupt: bool = True
-) -> int:
+def follow_job(ex: Executor, name: str, *, remove_after: bool) -> int:
     """Show the job's output until it ends; return its exit code.
 
-    Ctrl-C stops the job when we started it in the foreground; when only reattached (`logs -f`)
-    it just stops following."""
-    on_interrupt = (lambda: stop_quietly(ex, [name], remove=remove_after)) if stop_on_interrupt else None
-    followed = ex.stream(build_logs_argv(name, follow=True), on_interrupt=on_interrupt)
+    An interruption only ends the following: launch_job, which started the job, stops it; after a
+    reattach (`logs -f`) the job goes on."""
+    followed = ex.stream(build_logs_argv(name, follow=True))
     if followed < 0:  # `docker logs -f` killed by a signal (SIGPIPE: our output closed): don't wait on
         raise OutputClosed()
     result = ex.run(build_wait_argv(name, remove=remove_after))
@@ -286,7 +284,7 @@ def remove_jobs(ex: Executor, jobs: Sequence[Job]) -> Completed:
 
 def show_logs(ex: Executor, job: Job, *, follow: bool) -> int:
     if follow:
-        return follow_job(ex, job.name, job_id=job.job_id, remove_after=False, stop_on_interrupt=False)
+        return follow_job(ex, job.name, remove_after=False)
     code = ex.stream(build_logs_argv(job.name, follow=False))
     return code
 

@@ -17,8 +17,15 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from taoremote import paths
-from taoremote.command import BoundMount, RunSpec, build_run_argv, container_name, render_command
-from taoremote.config import Mount, MountsConfig, missing_from_env
+from taoremote.command import (
+    BoundMount,
+    RunSpec,
+    build_run_argv,
+    container_name,
+    render_command,
+    with_env_file,
+)
+from taoremote.config import Mount, MountsConfig, destination_key, missing_from_env
 from taoremote.errors import ConfigError, PreflightError, UsageError
 from taoremote.hosts import Executor
 from taoremote.tasks import TaskMap, is_task_group, resolve_image
@@ -267,8 +274,7 @@ def describe_plan(plan: LaunchPlan) -> str:
             f"# env values reach the container through a 0600 --env-file {where}, deleted once it exists:"
         )
         lines.extend(f"#   {k}={v}" for k, v in shown.items())
-        file_spec = replace(plan.spec, env_names=(), env_file="<env-file>")  # as launch_job will run it
-        lines.append(render_command(build_run_argv(file_spec)))
+        lines.append(render_command(build_run_argv(with_env_file(plan.spec, "<env-file>"))))
     else:
         lines.append(render_command(build_run_argv(plan.spec)))
     lines.extend(f"# note: {n}" for n in plan.notes)
@@ -302,7 +308,7 @@ def _bind_mounts(host: str, mounts: Sequence[Mount], probe: preflight.Probe) -> 
 def _check_duplicate_destinations(mounts: Sequence[Mount]) -> None:
     seen: set[str] = set()
     for mount in mounts:
-        key = mount.destination.rstrip("/") or "/"
+        key = destination_key(mount.destination)
         if key in seen:
             raise UsageError(f"two mounts have the destination {mount.destination}")
         seen.add(key)

@@ -6,10 +6,13 @@ here; the fixtures that honour them are in `tests/integration/conftest.py`.
 
 --require-docker / --require-ssh: in CI a missing daemon is a broken machine,
 not a reason to skip, so these turn the integration fixtures' skips into
-failures (DESIGN.md §4).
+failures (DESIGN.md §4). They are on by default whenever $CI is set.
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Mapping
 
 import pytest
 
@@ -20,18 +23,25 @@ DOCKER_FIXTURES = frozenset({"docker_engine", "test_images", "clean_jobs"})
 SSH_FIXTURES = frozenset({"sshd_factory", "sshd_host", "fleet"})
 
 
+def running_in_ci(environ: Mapping[str, str]) -> bool:
+    """CI=true (what CI sets), or any other non-empty value but 0/false: a plain `pytest` run in CI
+    must fail on a missing daemon as surely as `make test` with its --require-* flags does."""
+    return environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("taoremote integration")
+    in_ci = running_in_ci(os.environ)
     group.addoption(
         "--require-docker",
         action="store_true",
-        default=False,
+        default=in_ci,
         help="fail (instead of skip) tests whose Docker engine cannot be reached or started",
     )
     group.addoption(
         "--require-ssh",
         action="store_true",
-        default=False,
+        default=in_ci,
         help="fail (instead of skip) tests whose OpenSSH server cannot be started",
     )
 

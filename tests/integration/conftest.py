@@ -40,6 +40,8 @@ from typing import NoReturn
 
 import pytest
 
+from tests.proctree import descendants, ppid_map
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "scripts"
 TEST_REGISTRY = "taoremote.test"
@@ -59,6 +61,21 @@ def _tail(text: str, lines: int = 30) -> str:
 
 
 # --------------------------------------------------------------------------- docker
+
+
+def _run_script(name: str, *, timeout: float) -> tuple[bool, str]:
+    """Run one of scripts/*.sh: (succeeded, the tail of what it printed)."""
+    try:
+        done = subprocess.run(
+            ["bash", str(SCRIPTS / name)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"{name} timed out after {timeout:.0f} s"
+    return done.returncode == 0, _tail(done.stdout + done.stderr, 30)
 
 
 def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -89,17 +106,7 @@ def docker_engine(request: pytest.FixtureRequest) -> str:
         _unavailable(request.config, "--require-docker", "no `docker` client on PATH")
     version, why = _docker_server_version()
     if version is None:
-        try:
-            started = subprocess.run(
-                ["bash", str(SCRIPTS / "start-dockerd.sh")],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                stdin=subprocess.DEVNULL,
-            )
-            script_out = _tail(started.stdout + started.stderr, 15)
-        except subprocess.TimeoutExpired:
-            script_out = "start-dockerd.sh timed out"
+        script_out = _run_script("start-dockerd.sh", timeout=120)[1]
         version, why2 = _docker_server_version()
         if version is None:
             _unavailable(
@@ -119,22 +126,9 @@ def test_images(request: pytest.FixtureRequest, docker_engine: str) -> str:
     tag of taoremote/data/tao_tasks.json, `taoremote.test/cuda:12.8-require`,
     `taoremote.test/cuda:11.8-require` and `taoremote.test/demo:latest`.
     """
-    try:
-        r = subprocess.run(
-            ["bash", str(SCRIPTS / "build-test-images.sh")],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        _unavailable(request.config, "--require-docker", "build-test-images.sh timed out")
-    if r.returncode != 0:
-        _unavailable(
-            request.config,
-            "--require-docker",
-            f"build-test-images.sh failed (rc {r.returncode}):\n{_tail(r.stdout + r.stderr)}",
-        )
+    ok, output = _run_script("build-test-images.sh", timeout=600)
+    if not ok:
+        _unavailable(request.config, "--require-docker", f"build-test-images.sh failed:\n{output}")
     return TEST_REGISTRY
 
 
@@ -251,38 +245,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _ppid_map() -> dict[int, tuple[int, str]]:
-    """pid -> (ppid, comm) for every process (from /proc/*/stat)."""
-    procs: dict[int, tuple[int, str]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may contain spaces and parentheses.
-        head, _, rest = stat.rpartition(")")
-        comm = head.partition("(")[2]
-        fields = rest.split()
-        procs[int(entry.name)] = (int(fields[1]), comm)
-    return procs
-
-
-def _descendants(root: int, procs: dict[int, tuple[int, str]]) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in procs.items():
-        children.setdefault(ppid, []).append(pid)
-    out: list[int] = []
-    stack = list(children.get(root, []))
-    while stack:
-        pid = stack.pop()
-        out.append(pid)
-        stack.extend(children.get(pid, []))
-    return out
 
 
 def _socket_inodes(local_port: int, peer_port: int) -> set[str]:
@@ -517,7 +479,7 @@ class SshdFactory:
 
     def connection_pids(self, host: SshHost) -> list[int]:
         """The per-connection sshd processes (direct children of the listener)."""
-        procs = _ppid_map()
+        procs = ppid_map()
         return sorted(p for p, (ppid, comm) in procs.items() if ppid == host.pid and comm.startswith("sshd"))
 
     def kill_connections(
@@ -531,17 +493,17 @@ class SshdFactory:
         e.g. from paramiko `transport.sock.getsockname()[1]`); otherwise all of
         the host's connections. Returns the pids signalled.
         """
-        procs = _ppid_map()
+        procs = ppid_map()
         roots = [p for p, (ppid, comm) in procs.items() if ppid == host.pid and comm.startswith("sshd")]
         if client_port is not None:
-            subtree = {r: _descendants(r, procs) for r in roots}
+            subtree = {r: descendants(r, procs) for r in roots}
             holders = _pids_holding(
                 _socket_inodes(host.port, client_port), [p for r in roots for p in (r, *subtree[r])]
             )
             roots = [r for r in roots if holders & {r, *subtree[r]}]
         victims: list[int] = []
         for r in roots:
-            for pid in (r, *_descendants(r, procs)):
+            for pid in (r, *descendants(r, procs)):
                 if procs.get(pid, (0, ""))[1].startswith("sshd"):
                     if _kill(pid, sig):
                         victims.append(pid)
@@ -557,8 +519,8 @@ class SshdFactory:
         self._hosts.pop(name, None)
         if proc is None:
             return
-        procs = _ppid_map()
-        for pid in _descendants(proc.pid, procs):
+        procs = ppid_map()
+        for pid in descendants(proc.pid, procs):
             _kill(pid, signal.SIGKILL)
         if proc.poll() is None:
             proc.terminate()

@@ -246,3 +246,27 @@ def test_doctor_reports_every_check_and_exits_by_verdict(tmp_path: Path, sshd_ho
     old = taoremote([*cfg, "--image", "taoremote.test/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5", "doctor"], env)
     assert old.returncode == 1
     assert "FAIL" in old.stdout and "upgrade the driver" in old.stdout
+
+
+def test_doctor_fans_out_to_every_host_and_reports_ports_in_use(tmp_path: Path, fleet: list[SshHost]) -> None:
+    import socket
+
+    for host in fleet[:2]:
+        write_fake_nvidia_smi(host.bin_dir, (SMI / "header-r580.txt").read_text())
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen(1)
+    busy = listener.getsockname()[1]
+    mounts = write_mounts(tmp_path / "ports.json", {"DockerOptions": {"ports": {"8888": busy}}})
+    env = base_env(tmp_path, mounts=mounts)
+    cfg = ["--ssh-config", str(fleet[0].ssh_config_path), "--host", "node1", "--host", "node2"]
+    image = "taoremote.test/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5"
+    try:
+        result = taoremote([*cfg, "--image", image, "doctor", "--format", "json"], env)
+    finally:
+        listener.close()
+    rows = json.loads(result.stdout)
+    assert {r["host"] for r in rows} == {"node1", "node2"}
+    ports = [r for r in rows if r["check"] == f"port {busy}"]
+    assert [(r["host"], r["status"]) for r in ports] == [("node1", "warn"), ("node2", "warn")]
+    assert result.returncode == 0, result.stderr  # a busy port warns; it is not a required check
