@@ -119,13 +119,17 @@ def test_remote_secret_never_in_any_argv_and_env_file_is_removed(tmp_path: Path,
         proc.communicate(timeout=60)
 
 
-def test_remote_ctrl_c_stops_the_container(tmp_path: Path, sshd_host: SshHost) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_remote_ctrl_c_stops_the_container(
+    tmp_path: Path, sshd_host: SshHost, signum: int, code: int
+) -> None:
     env = _env(tmp_path, sshd_host, None, [{"variable": "RIG_SLEEP", "value": "120"}])
     proc = start_taoremote(_remote(sshd_host, "detectnet_v2", "train"), env)
     assert wait_for(lambda: running_job_names() != [], timeout=30)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
+    assert err.count("stopping taoremote-") == 1  # stopped once, not once per layer
     assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""  # stopped and removed
 
 
@@ -288,12 +292,15 @@ def test_remote_interactive_shell_gets_a_pty(tmp_path: Path, sshd_host: SshHost)
     assert not list(REMOTE_CACHE.glob("taoremote-env-*"))
 
 
-def test_a_launch_uses_one_ssh_connection(tmp_path: Path, sshd_host: SshHost) -> None:
+def test_a_launch_uses_one_ssh_connection_and_closes_it(
+    tmp_path: Path, sshd_host: SshHost, sshd_factory: SshdFactory
+) -> None:
     env = _env(tmp_path, sshd_host)
     before = sshd_host.log_path.read_text().count("Accepted publickey")
     result = taoremote(_remote(sshd_host, "detectnet_v2", "train", "x"), env)
     assert result.returncode == 0, result.stderr
     assert sshd_host.log_path.read_text().count("Accepted publickey") - before == 1
+    assert wait_for(lambda: sshd_factory.connection_pids(sshd_host) == [], timeout=10)  # closed at exit
 
 
 def test_proxyjump_through_another_host(tmp_path: Path, fleet: list[SshHost], sshd_host: SshHost) -> None:
