@@ -8,9 +8,11 @@ Docker
     docker_engine (session) -> str          server version; starts dockerd via the project script if needed
     test_images   (session) -> str          runs scripts/build-test-images.sh; returns "taoremote.test"
     clean_jobs    (function) -> Callable[[], list[dict]]
-                                            removes every container labelled `taoremote.job` before and
-                                            after the test; the yielded callable lists the current ones
-                                            (`docker ps -a --format '{{json .}}'` rows)
+                                            removes this session's containers before and after the test
+                                            (taorun.SESSION_USER / SESSION_LABEL); the yielded callable
+                                            lists them (`docker ps -a --format '{{json .}}'` rows).
+                                            Assert "nothing left" with taorun.session_job_ids() == "",
+                                            never with a global `--filter label=taoremote.job`.
 SSH
     sshd_factory  (session) -> SshdFactory  start(name) -> SshHost, stop(name), kill_connections(...)
     sshd_host     (session) -> SshHost      one host, "gpu1"
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-import json
 import os
 import shutil
 import signal
@@ -40,12 +41,12 @@ from typing import NoReturn
 
 import pytest
 
+from tests.integration.taorun import session_containers
 from tests.proctree import descendants, ppid_map
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "scripts"
 TEST_REGISTRY = "taoremote.test"
-JOB_LABEL = "taoremote.job"
 SSHD = "/usr/sbin/sshd"  # sshd must be started by absolute path (it re-execs itself)
 
 
@@ -133,24 +134,23 @@ def test_images(request: pytest.FixtureRequest, docker_engine: str) -> str:
 
 
 def _list_jobs() -> list[dict[str, str]]:
-    r = _docker("ps", "-a", "--no-trunc", "--filter", f"label={JOB_LABEL}", "--format", "{{json .}}")
-    r.check_returncode()
-    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    return session_containers()
 
 
 def _remove_jobs() -> None:
-    r = _docker("ps", "-aq", "--filter", f"label={JOB_LABEL}")
-    ids = r.stdout.split()
+    ids = [row["ID"] for row in session_containers()]
     if ids:
         _docker("rm", "-f", *ids, timeout=120)
 
 
 @pytest.fixture
 def clean_jobs(docker_engine: str) -> Iterator[Callable[[], list[dict[str, str]]]]:
-    """No taoremote job containers before the test, none left after it.
+    """None of this session's containers before the test, none left after it.
 
-    Removes every container labelled `taoremote.job` (this machine runs only
-    our tests). Yields a callable returning the current job containers as
+    Removes only this pytest session's containers (taorun.session_containers:
+    jobs launched as SESSION_USER or one of its `session_user(name)`s, and
+    containers a test labelled SESSION_LABEL), so tests, benchmarks and a
+    user's own jobs can share one dockerd. Yields a callable returning the current job containers as
     `docker ps --format '{{json .}}'` dicts, to assert that nothing was left
     running or half-created.
     """

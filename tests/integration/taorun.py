@@ -18,6 +18,17 @@ REGISTRY = "taoremote.test"
 DEFAULT_SMI = DATA / "nvidia-smi" / "header-r580.txt"
 DEFAULT_QUERY = "0, NVIDIA H100 80GB HBM3, GPU-4d1a7c55-1b1e-4f5e-9a1a-000000000000, 1, 81559, 0, 9.0\n"
 
+# Each pytest session launches as its own user name: taoremote labels every job `taoremote.user=<$LOGNAME>`,
+# so this session's jobs are told apart from another session's, a benchmark's or a user's own on the shared
+# dockerd, and the fixtures remove only these. Containers a test makes itself carry SESSION_LABEL.
+SESSION_USER = f"trtest-{os.getpid():x}{int(time.time() * 1000) % 0xFFFF:04x}"
+SESSION_LABEL = f"taoremote.test.session={SESSION_USER}"
+
+
+def session_user(name: str = "") -> str:
+    """This session's user name, or a second user of this session (`session_user("bob")`)."""
+    return f"{SESSION_USER}-{name}" if name else SESSION_USER
+
 
 def write_fake_nvidia_smi(
     bin_dir: Path, default_text: str, query_text: str = DEFAULT_QUERY, rc: int = 0
@@ -47,6 +58,7 @@ def base_env(
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAUNCHER_", "TAOREMOTE_", "OVERRIDE_"))}
     env["HOME"] = str(home)
+    env["USER"] = env["LOGNAME"] = SESSION_USER
     env["OVERRIDE_REGISTRY"] = REGISTRY
     if bin_dir is not None:
         env["PATH"] = f"{bin_dir}:{env['PATH']}"
@@ -91,9 +103,30 @@ def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def session_containers(*, include_stopped: bool = True) -> list[dict[str, str]]:
+    """This session's containers: taoremote jobs launched as one of its users, and those a test made
+    with SESSION_LABEL. `docker ps --format '{{json .}}'` rows."""
+    argv = ["ps", "--no-trunc", "--format", "{{json .}}"] + (["-a"] if include_stopped else [])
+    rows = [json.loads(line) for line in docker(*argv).stdout.splitlines() if line.strip()]
+    return [row for row in rows if _ours(row.get("Labels", ""))]
+
+
+def _ours(labels: str) -> bool:
+    pairs = dict(item.partition("=")[::2] for item in labels.split(",") if item)
+    user = pairs.get("taoremote.user", "")
+    mine = "taoremote.job" in pairs and (user == SESSION_USER or user.startswith(SESSION_USER + "-"))
+    return mine or pairs.get("taoremote.test.session") == SESSION_USER
+
+
+def session_job_ids(*, include_stopped: bool = True) -> str:
+    """Container ids of this session's jobs, one per line ("" when none): what tests assert is empty."""
+    return "\n".join(row["ID"] for row in session_containers(include_stopped=include_stopped))
+
+
 def running_job_names() -> list[str]:
-    out = docker("ps", "--filter", "label=taoremote.job", "--format", "{{.Names}}").stdout
-    return out.split()
+    """This session's running taoremote jobs (not the other containers a test made)."""
+    rows = session_containers(include_stopped=False)
+    return [row["Names"] for row in rows if "taoremote.job=" in row.get("Labels", "")]
 
 
 def wait_for(predicate: object, timeout: float = 30, interval: float = 0.1) -> bool:

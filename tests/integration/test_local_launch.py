@@ -13,10 +13,13 @@ import pytest
 
 from tests.integration.taorun import (
     DEFAULT_SMI,
+    SESSION_LABEL,
     base_env,
     docker,
     run_in_terminal,
     running_job_names,
+    session_job_ids,
+    session_user,
     start_taoremote,
     taoremote,
     wait_for,
@@ -99,7 +102,7 @@ def test_dry_run_prints_quoted_command_masks_secrets_runs_nothing(rig: dict[str,
     assert "'spec file.txt'" in result.stdout
     assert "docker run --rm --init --name taoremote-detectnet_v2-" in result.stdout
     assert "taoremote.test/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5 detectnet_v2 train -e" in result.stdout
-    assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""
+    assert session_job_ids() == ""
 
 
 def test_secret_values_never_appear_in_any_process_argv(rig: dict[str, str], tmp_path: Path) -> None:
@@ -135,9 +138,7 @@ def test_signal_stops_the_container_and_exits_128_plus_signal(
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    assert wait_for(
-        lambda: docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == "", timeout=15
-    )
+    assert wait_for(lambda: session_job_ids() == "", timeout=15)
 
 
 def test_detach_prints_job_id_then_logs_follow_returns_its_exit_code(
@@ -189,7 +190,7 @@ def test_stop_all_never_touches_other_containers(
     env = _with_env(rig, tmp_path, [{"variable": "RIG_SLEEP", "value": "120"}])
     image = f"{test_images}/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5"
     foreign = docker(
-        "run", "-d", "--rm", "--init", "--name", "not-ours", image, "sleep", "120"
+        "run", "-d", "--rm", "--init", "--label", SESSION_LABEL, image, "sleep", "120"
     ).stdout.strip()
     try:
         taoremote(["-d", "detectnet_v2", "train"], env)
@@ -208,7 +209,7 @@ def test_missing_image_is_one_line_exit_69_nothing_created(rig: dict[str, str]) 
     assert len(errors) == 1, result.stderr
     assert "taoremote.test/absent:1 is not on this machine and could not be pulled" in errors[0]
     assert "Traceback" not in result.stderr
-    assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""
+    assert session_job_ids() == ""
 
 
 def test_daemon_down_is_exit_69(rig: dict[str, str]) -> None:
@@ -233,7 +234,7 @@ def test_missing_mount_source_is_an_error_before_launch(rig: dict[str, str], tmp
     result = taoremote(["detectnet_v2", "train"], {**rig, "LAUNCHER_MOUNTS": str(mounts)})
     assert result.returncode == 69
     assert "~/nope -> /workspace/nope" in result.stderr
-    assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""
+    assert session_job_ids() == ""
 
 
 def test_config_error_and_usage_error_exit_codes(rig: dict[str, str], tmp_path: Path) -> None:
@@ -320,11 +321,13 @@ def test_stop_all_and_prune_touch_only_your_own_jobs_unless_all_users(
     rig: dict[str, str], tmp_path: Path
 ) -> None:
     env = _with_env(rig, tmp_path, [{"variable": "RIG_SLEEP", "value": "60"}])
-    alice = {**env, "USER": "alice", "LOGNAME": "alice"}
-    bob = {**env, "USER": "bob", "LOGNAME": "bob"}
+    alice = {**env, "USER": session_user("alice"), "LOGNAME": session_user("alice")}
+    bob = {**env, "USER": session_user("bob"), "LOGNAME": session_user("bob")}
     job = taoremote(["-d", "detectnet_v2", "train"], alice).stdout.strip()
     rows = json.loads(taoremote(["list", "--format", "json"], bob).stdout)
-    assert [(r["job"], r["user"]) for r in rows] == [(job, "alice")]
+    # the daemon is shared with other sessions: look at this session's users only
+    ours = [(r["job"], r["user"]) for r in rows if r["user"].startswith(session_user())]
+    assert ours == [(job, session_user("alice"))]
     assert taoremote(["stop", "--all"], bob).stdout.strip() == "No running taoremote jobs."
     assert running_job_names() != []
     stopped = taoremote(["stop", "--all", "--all-users"], bob)
@@ -358,7 +361,7 @@ def test_closed_output_stops_the_job_and_exits_141(rig: dict[str, str], tmp_path
     assert taoremote_proc.stdout.readline() == b"line 1\n"
     taoremote_proc.stdout.close()  # what `| head -1` does
     assert taoremote_proc.wait(timeout=60) == 141, (tmp_path / "err").read_text()
-    assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""
+    assert session_job_ids() == ""
 
 
 def test_closed_stdout_and_stderr_still_stop_the_job(rig: dict[str, str], tmp_path: Path) -> None:
@@ -373,7 +376,7 @@ def test_closed_stdout_and_stderr_still_stop_the_job(rig: dict[str, str], tmp_pa
     assert proc.stdout.readline() == b"line 1\n"
     proc.stdout.close()
     assert proc.wait(timeout=60) == 141
-    assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""
+    assert session_job_ids() == ""
 
 
 def test_under_nohup_a_hangup_changes_nothing(rig: dict[str, str], tmp_path: Path) -> None:

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import SshHost
-from tests.integration.taorun import DATA, base_env, docker, taoremote, write_fake_nvidia_smi, write_mounts
+from tests.integration.taorun import (
+    DATA,
+    base_env,
+    docker,
+    session_job_ids,
+    taoremote,
+    write_fake_nvidia_smi,
+    write_mounts,
+)
 
 pytestmark = pytest.mark.usefixtures("test_images", "clean_jobs")
 SMI = DATA / "nvidia-smi"
@@ -33,7 +41,7 @@ def _host(tmp_path: Path, smi_file: str, query: str = H100, rc: int = 0, **extra
 
 
 def _no_job_created() -> bool:
-    return docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""
+    return session_job_ids() == ""
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from tests.integration.taorun import (
     docker,
     run_in_terminal,
     running_job_names,
+    session_job_ids,
     start_taoremote,
     taoremote,
     wait_for,
@@ -85,7 +86,7 @@ def test_remote_missing_mount_source_is_reported_before_launch(tmp_path: Path, s
     assert result.returncode == 69
     assert f"mount source missing on host {sshd_host.name}" in result.stderr
     assert "~/definitely-not-here-xyz -> /workspace/ws" in result.stderr
-    assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""
+    assert session_job_ids() == ""
 
 
 def test_remote_dry_run_names_the_host_and_masks_secrets(tmp_path: Path, sshd_host: SshHost) -> None:
@@ -130,7 +131,7 @@ def test_remote_ctrl_c_stops_the_container(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert err.count("stopping taoremote-") == 1  # stopped once, not once per layer
-    assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""  # stopped and removed
+    assert session_job_ids() == ""  # stopped and removed
 
 
 def test_dropped_link_leaves_job_running_then_logs_follow_gets_exit_code(
@@ -391,4 +392,4 @@ def test_closed_output_stops_a_remote_job_and_exits_141(tmp_path: Path, sshd_hos
     assert proc.stdout.readline() == b"line 1\n"
     proc.stdout.close()
     assert proc.wait(timeout=60) == 141, (tmp_path / "err").read_text()
-    assert docker("ps", "-aq", "--filter", "label=taoremote.job").stdout.strip() == ""
+    assert session_job_ids() == ""

@@ -11,6 +11,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from tests.integration.taorun import SESSION_LABEL
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TAO = "taoremote.test/nvidia/tao/tao-toolkit"
 
@@ -128,6 +130,8 @@ def test_sleeping_job_dies_on_sigterm(test_images: str, clean_jobs) -> None:
             name,
             "--label",
             "taoremote.job=rigcheck",
+            "--label",
+            SESSION_LABEL,
             "-e",
             "RIG_SLEEP=600",
             f"{test_images}/demo:latest",
