@@ -471,7 +471,7 @@ def bench_local(b: Bench) -> None:
 
     probe_row: Row
     try:
-        from taoremote.preflight import build_probe_argv
+        from taoremote.probe import build_probe_argv
 
         probe_argv = list(build_probe_argv(IMAGE, [str(b.tmp / "data")]))
         probe = Cmd("preflight probe (sh -c PROBE_SCRIPT)", probe_argv, env, expect_out="@@taoremote:probe")
@@ -483,7 +483,7 @@ def bench_local(b: Bench) -> None:
             "preflight probe alone / launch",
             ps[probe.label],
             s[launch.label],
-            note="taoremote.preflight.build_probe_argv(image, [mount source]) run directly as a process; "
+            note="taoremote.probe.build_probe_argv(image, [mount source]) run directly as a process; "
             "the ratio is its share of a whole local launch",
         )
     except Exception as exc:  # the package is edited concurrently: report, don't die
@@ -1265,7 +1265,7 @@ def remote_probe_share(b: Bench, fleet: Fleet) -> tuple[float, float]:
     """Time the probe vs `true` as commands on one open taoremote SshExecutor connection (in-process)."""
     try:
         from taoremote.hosts import SshExecutor
-        from taoremote.preflight import build_probe_argv
+        from taoremote.probe import build_probe_argv
 
         argv = build_probe_argv(IMAGE, [str(b.tmp / "data")])
         first = []  # connect + the first command, on fresh connections

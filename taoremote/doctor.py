@@ -12,10 +12,13 @@ from typing import Any
 
 from taoremote import preflight
 from taoremote.config import MountsConfig
+from taoremote.cuda_table import ImageCuda, image_cuda_from_env, image_cuda_from_table
 from taoremote.errors import PreflightError
 from taoremote.hosts import Completed, Executor
 from taoremote.jobs import parse_docker_error
+from taoremote.nvidia_smi import SKIP_HINT, HostGpuFacts
 from taoremote.output import Format
+from taoremote.probe import Probe, build_probe_argv, parse_image_env, parse_probe
 
 WANDB_VARIABLES = ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_MODE", "WANDB_PROJECT")
 
@@ -48,7 +51,7 @@ def parse_images_env(stdout: str) -> dict[str, dict[str, str] | None]:
     for line in stdout.splitlines():
         image, _, env = line.partition("\t")
         if image:
-            found[image] = preflight.parse_image_env(env) if env.strip() else None
+            found[image] = parse_image_env(env) if env.strip() else None
     return found
 
 
@@ -69,8 +72,8 @@ def parse_listening_ports(proc_net_tcp: str) -> set[int]:
 def check_host(ex: Executor, images: Sequence[str], config: MountsConfig) -> list[Check]:
     host = ex.host
     sources = [m.source for m in config.mounts]
-    probe_run = ex.run(preflight.build_probe_argv(images[0] if images else "", sources), timeout=60)
-    probe = preflight.parse_probe(probe_run.stdout, host=host)
+    probe_run = ex.run(build_probe_argv(images[0] if images else "", sources), timeout=60)
+    probe = parse_probe(probe_run.stdout, host=host)
     docker_ok = probe.runtimes_rc == 0  # the probe's `docker info`: no second call just to ask
     if docker_ok:
         runtimes = ", ".join(probe.runtimes) or "none listed"
@@ -78,7 +81,7 @@ def check_host(ex: Executor, images: Sequence[str], config: MountsConfig) -> lis
     else:
         error = parse_docker_error(Completed(host, (), probe.runtimes_rc, "", probe.runtimes_text))
         checks = [Check(host, "docker", "FAIL", str(error), "start dockerd / install Docker Engine")]
-    facts: preflight.HostGpuFacts | None = None
+    facts: HostGpuFacts | None = None
     try:
         facts = preflight.host_facts(probe, host=host)
         gpus = f", {len(facts.gpus)} GPU(s)" if facts.gpus else ""
@@ -99,7 +102,7 @@ def check_host(ex: Executor, images: Sequence[str], config: MountsConfig) -> lis
     return checks
 
 
-def _runtime_check(host: str, probe: preflight.Probe) -> Check:
+def _runtime_check(host: str, probe: Probe) -> Check:
     if probe.hook_path or "nvidia" in probe.runtimes:
         where = probe.hook_path or "nvidia runtime"
         return Check(host, "NVIDIA container runtime", "ok", f"--gpus is available ({where})")
@@ -113,7 +116,7 @@ def _runtime_check(host: str, probe: preflight.Probe) -> Check:
     )
 
 
-def _mount_checks(host: str, config: MountsConfig, probe: preflight.Probe) -> list[Check]:
+def _mount_checks(host: str, config: MountsConfig, probe: Probe) -> list[Check]:
     checks = []
     for index, mount in enumerate(config.mounts):
         state = probe.paths.get(mount.source)
@@ -128,7 +131,7 @@ def _mount_checks(host: str, config: MountsConfig, probe: preflight.Probe) -> li
 
 
 def _image_checks(
-    ex: Executor, images: Sequence[str], facts: preflight.HostGpuFacts | None, probe: preflight.Probe
+    ex: Executor, images: Sequence[str], facts: HostGpuFacts | None, probe: Probe
 ) -> list[Check]:
     result = ex.run(build_images_env_argv(images), timeout=60)
     envs = parse_images_env(result.stdout)
@@ -136,9 +139,9 @@ def _image_checks(
     for image in images:
         env = envs.get(image)
         cuda = (
-            preflight.image_cuda_from_env(image, env)
+            image_cuda_from_env(image, env)
             if env is not None
-            else preflight.image_cuda_from_table(image) or preflight.ImageCuda(image, None, {}, "unknown")
+            else image_cuda_from_table(image) or ImageCuda(image, None, {}, "unknown")
         )
         where = "pulled" if env is not None else "not pulled; CUDA from the bundled table"
         if facts is None:
@@ -154,7 +157,7 @@ def _image_checks(
             checks.append(Check(ex.host, image, "ok", "; ".join([detail, *verdict.notes])))
         else:
             message, _, fix = verdict.message.removeprefix(f"host {ex.host}: ").partition(" - ")
-            fix = fix.replace(f"; {preflight.SKIP_HINT}", "")
+            fix = fix.replace(f"; {SKIP_HINT}", "")
             checks.append(Check(ex.host, image, "FAIL", message, fix or "see the message"))
     return checks
 

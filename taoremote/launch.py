@@ -31,7 +31,8 @@ from taoremote.hosts import Executor
 from taoremote.tasks import TaskMap, is_task_group, resolve_image
 
 if TYPE_CHECKING:
-    from taoremote import preflight
+    from taoremote.nvidia_smi import Gpu
+    from taoremote.probe import PathState, Probe
 
 # The launcher's interactive case runs bash; busybox-based and minimal images only have sh.
 INTERACTIVE_SHELL = ("/bin/sh", "-c", "command -v bash >/dev/null 2>&1 && exec bash || exec sh")
@@ -155,7 +156,7 @@ def plan_launch(
     host = ex.host if ex is not None else (opts.host or "local")
     path_args = paths.find_path_args(request.command[1:]) if request.subtask not in (None, "run") else []
     warnings = [f"{config.path}: {w}" for w in config.warnings] + _env_warnings(config)
-    states: Mapping[str, preflight.PathState] = {}
+    states: Mapping[str, PathState] = {}
 
     image_present = True
     if ex is None:
@@ -239,7 +240,7 @@ def plan_launch(
     )
 
 
-def selected_gpus(gpus: Sequence[preflight.Gpu], spec: str) -> tuple[preflight.Gpu, ...]:
+def selected_gpus(gpus: Sequence[Gpu], spec: str) -> tuple[Gpu, ...]:
     """The GPUs `--gpus SPEC` hands the container (all of them when that cannot be told)."""
     if spec.startswith("device="):
         wanted = set(spec.removeprefix("device=").split(","))
@@ -282,16 +283,16 @@ def describe_plan(plan: LaunchPlan) -> str:
     return "\n".join(lines)
 
 
-def _probe(ex: Executor, image: str, sources: Sequence[str], *, gpu: bool) -> preflight.Probe:
-    from taoremote import preflight
+def _probe(ex: Executor, image: str, sources: Sequence[str], *, gpu: bool) -> Probe:
+    from taoremote.probe import build_probe_argv, parse_probe
 
-    result = ex.run(preflight.build_probe_argv(image, list(sources), gpu=gpu), timeout=60)
+    result = ex.run(build_probe_argv(image, list(sources), gpu=gpu), timeout=60)
     if result.returncode != 0:
         raise PreflightError(f"host {ex.host}: the preflight probe failed: {result.stderr.strip()[:300]}")
-    return preflight.parse_probe(result.stdout, host=ex.host, gpu=gpu)
+    return parse_probe(result.stdout, host=ex.host, gpu=gpu)
 
 
-def _bind_mounts(host: str, mounts: Sequence[Mount], probe: preflight.Probe) -> tuple[BoundMount, ...]:
+def _bind_mounts(host: str, mounts: Sequence[Mount], probe: Probe) -> tuple[BoundMount, ...]:
     bound, missing = [], []
     for index, mount in enumerate(mounts):
         state = probe.paths.get(mount.source)

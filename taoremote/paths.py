@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from taoremote.config import Mount
 
-if TYPE_CHECKING:  # the probe's result type; importing preflight itself is not needed for a dry run
-    from taoremote.preflight import PathState
+if TYPE_CHECKING:  # the probe's result type; importing the probe itself is not needed for a dry run
+    from taoremote.probe import PathState
 
 # Flags whose value is the experiment spec (TAO 4/5 tf1 and pyt tasks) or the results directory.
 SPEC_FLAGS = frozenset(

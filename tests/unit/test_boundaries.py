@@ -11,7 +11,15 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "taoremote"
 MODULES = sorted(PACKAGE.rglob("*.py"))
-PURE_MODULES = ("command.py", "preflight.py", "requirements.py", "output.py")
+PURE_MODULES = (
+    "command.py",
+    "probe.py",
+    "nvidia_smi.py",
+    "cuda_table.py",
+    "nvidia_require.py",
+    "preflight.py",
+    "output.py",
+)
 # taoremote modules that do I/O, start processes or hold the CLI: a pure module may not import them
 IMPURE_TAOREMOTE = ("hosts", "jobs", "launch", "actions", "cli", "doctor", "__main__")
 

@@ -533,7 +533,7 @@ def test_secret_flag_comes_from_the_mounts_file_not_only_from_the_name() -> None
 
 def test_selected_gpus_follow_the_gpus_option() -> None:
     from taoremote.launch import selected_gpus
-    from taoremote.preflight import Gpu
+    from taoremote.nvidia_smi import Gpu
 
     def gpu(index: int, name: str) -> Gpu:
         return Gpu(index, name, f"GPU-{index}", 0, 1000, 0, "8.0", None)
