@@ -1,5 +1,5 @@
 """The NVIDIA_REQUIRE_CUDA strings of the nvidia/cuda base images (cuda-preflight.md §2), generated from
-the reference table; test_requirements.py pins them to the verbatim strings by hash."""
+the reference table; test_nvidia_require.py pins them to the verbatim strings by hash."""
 
 from __future__ import annotations
 

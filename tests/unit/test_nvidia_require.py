@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from taoremote.requirements import (
+from taoremote.nvidia_require import (
     Device,
     InvalidExpressionError,
     Requirement,
@@ -19,7 +19,7 @@ from taoremote.requirements import (
     split_factor,
     unsatisfied_message,
 )
-from tests.unit.cuda_images import IMAGE_ROWS, require_cuda
+from tests.unit.cuda_images import IMAGE_ROWS, cuda_image, require_cuda
 
 HINT = ", please update your driver to a newer version, or use an earlier cuda container"
 
@@ -399,3 +399,12 @@ def test_parse_bool_is_go_strconv(value: str | None, expected: bool | None) -> N
 def test_runtime_cuda_version_mirrors_the_c_formatting(smi: str, runtime: str) -> None:
     # libnvidia-container prints v%100/10 where NVML prints (v%1000)/10 (§1.3)
     assert runtime_cuda_version(smi) == runtime
+
+
+@pytest.mark.parametrize(
+    ("version", "sha"),
+    [("12.4.1", "a544f86a3c07ed51"), ("12.6.3", "8df7d1451b989b90"), ("13.0.0", "4423a6770b94f2d4")],
+)
+def test_cuda_image_env_is_the_verbatim_string(version: str, sha: str) -> None:
+    value = cuda_image(version)["NVIDIA_REQUIRE_CUDA"]
+    assert hashlib.sha256(value.encode()).hexdigest()[:16] == sha  # the hashes above
