@@ -1264,7 +1264,7 @@ def bench_remote_launch(b: Bench, fleet: Fleet, tr: list[str], env: dict[str, st
 def remote_probe_share(b: Bench, fleet: Fleet) -> tuple[float, float]:
     """Time the probe vs `true` as commands on one open taoremote SshExecutor connection (in-process)."""
     try:
-        from taoremote.hosts import SshExecutor
+        from taoremote.ssh import SshExecutor
         from taoremote.probe import build_probe_argv
 
         argv = build_probe_argv(IMAGE, [str(b.tmp / "data")])

@@ -53,13 +53,25 @@ def test_the_package_has_the_modules_these_checks_are_about() -> None:
     assert {"hosts.py", "cli.py", *PURE_MODULES} <= names
 
 
-@pytest.mark.parametrize("library", ["subprocess", "fabric", "paramiko"])
-def test_only_hosts_py_imports_process_and_ssh_libraries(library: str) -> None:
-    assert set(_importers(library)) <= {"hosts.py"}
+def test_only_hosts_py_starts_processes() -> None:
+    assert _importers("subprocess") == ["hosts.py"]
 
 
-def test_hosts_py_does_import_subprocess_so_the_check_above_can_fail() -> None:
-    assert "hosts.py" in _importers("subprocess")
+@pytest.mark.parametrize("library", ["fabric", "paramiko"])
+def test_only_ssh_py_imports_ssh_libraries(library: str) -> None:
+    assert _importers(library) == ["ssh.py"]
+
+
+def test_ssh_py_is_imported_only_lazily_by_hosts_py() -> None:
+    # `--help` and local runs must never pay for fabric/paramiko: nobody imports ssh.py at module level
+    for path in MODULES:
+        tree = ast.parse(_source(path))
+        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        names = {a.name for n in top for a in n.names} | {
+            n.module for n in top if isinstance(n, ast.ImportFrom) and n.module
+        }
+        assert "taoremote.ssh" not in names, path.name
+    assert "hosts.py" in _importers("taoremote.ssh")
 
 
 def test_only_cli_py_imports_typer() -> None:
@@ -74,7 +86,8 @@ def test_the_import_regexes_agree_with_the_syntax_tree() -> None:
     # a second opinion that also sees imports the ast walk could miss (e.g. inside exec'd strings)
     pattern = re.compile(r"^\s*(?:import|from)\s+(subprocess|fabric|paramiko|typer)\b", re.M)
     found = {(p.name, m.group(1)) for p in MODULES for m in pattern.finditer(_source(p))}
-    assert {name for name, lib in found if lib != "typer"} <= {"hosts.py"}
+    assert {name for name, lib in found if lib == "subprocess"} <= {"hosts.py"}
+    assert {name for name, lib in found if lib in ("fabric", "paramiko")} <= {"ssh.py"}
     assert {name for name, lib in found if lib == "typer"} == {"cli.py"}
 
 
@@ -147,7 +160,7 @@ def _is_false(node: ast.expr) -> bool:
 
 
 def _fabric_calls(tree: ast.AST) -> list[ast.Call]:
-    """`.run(` / `.sudo(` calls on anything but the subprocess module: in hosts.py those go to fabric."""
+    """`.run(` / `.sudo(` calls on anything but the subprocess module: in ssh.py those go to fabric."""
     calls = []
     for node in ast.walk(tree):
         if (
@@ -162,16 +175,16 @@ def _fabric_calls(tree: ast.AST) -> list[ast.Call]:
 
 def test_fabric_run_is_never_given_env() -> None:
     # invoke/fabric turn env= into an unescaped `export K=V` line in the remote command
-    calls = _fabric_calls(ast.parse(_source(PACKAGE / "hosts.py")))
-    assert len(calls) >= 3  # run, run_visible and stream (twice) go through fabric
+    calls = _fabric_calls(ast.parse(_source(PACKAGE / "ssh.py")))
+    assert len(calls) >= 2  # run_visible and stream go through fabric
     for call in calls:
-        assert "env" not in {kw.arg for kw in call.keywords}, f"hosts.py:{call.lineno}"
-        assert None not in {kw.arg for kw in call.keywords}, f"hosts.py:{call.lineno}: **kwargs hide env="
+        assert "env" not in {kw.arg for kw in call.keywords}, f"ssh.py:{call.lineno}"
+        assert None not in {kw.arg for kw in call.keywords}, f"ssh.py:{call.lineno}: **kwargs hide env="
 
 
 def test_fabric_run_calls_found_by_text_have_no_env_argument() -> None:
     # the same rule, read off the text of each `_conn.run(...)` call up to its closing parenthesis
-    source = _source(PACKAGE / "hosts.py")
+    source = _source(PACKAGE / "ssh.py")
     starts = [m.end() for m in re.finditer(r"\._conn\.(?:run|sudo)\(", source)]
     assert starts
     for start in starts:

@@ -1,4 +1,4 @@
-"""The pure parts of hosts.py: --host forms and the host-key policy read from ssh config."""
+"""The pure parts of ssh.py: --host forms and the host-key policy read from ssh config."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import pytest
 
 from taoremote.errors import HostError
-from taoremote.hosts import GLOBAL_KNOWN_HOSTS, HostKeyPolicy, _host_key_policy, parse_host_spec
+from taoremote.ssh import GLOBAL_KNOWN_HOSTS, HostKeyPolicy, _host_key_policy, parse_host_spec
 
 
 @pytest.mark.parametrize(
