@@ -35,7 +35,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -310,9 +310,12 @@ class SshdFactory:
     file are shared by all hosts of the factory.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, login_env: Mapping[str, str] | None = None) -> None:
+        """login_env: more variables for every SSH session (sshd SetEnv), e.g. the benchmarks'
+        HOME=<empty dir>, so a login runs no ~/.bashrc (pyenv init costs ~0.1 s per command)."""
         self.root = root
         self.user = getpass.getuser()
+        self._login_env = "".join(f" {k}={v}" for k, v in (login_env or {}).items())
         self._hosts: dict[str, SshHost] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._orphans: set[tuple[int, str | None]] = set()
@@ -392,7 +395,8 @@ class SshdFactory:
             # SFTP is used to upload --env-file; internal-sftp needs no extra binary.
             "Subsystem sftp internal-sftp\n"
             # Each simulated host gets its own tools (fake nvidia-smi) first on PATH.
-            f"SetEnv PATH={bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin\n"
+            f"SetEnv PATH={bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+            f"{self._login_env}\n"
             "LogLevel INFO\n"
         )
         return cfg
