@@ -17,7 +17,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from taoremote.errors import ConfigError
+from taoremote.errors import ConfigError, UsageError
 
 # Names that look like credentials are masked even when the file does not say "secret": true;
 # a ClearML or W&B key must never reach a terminal by accident.
@@ -86,6 +86,8 @@ def find_mounts_file(explicit: str | None, environ: Mapping[str, str], home: str
     A file named explicitly (option or variable) that does not exist is an error: the launcher
     silently ran with no mounts in that case, which is how results end up inside a dead container.
     """
+    if explicit == "":
+        raise UsageError("--mounts '': give the mounts file's path (or leave --mounts out)")
     for origin, candidate in (("--mounts", explicit), ("$LAUNCHER_MOUNTS", environ.get("LAUNCHER_MOUNTS"))):
         if candidate:
             path = os.path.expanduser(candidate)
@@ -106,6 +108,11 @@ def load_mounts_config(
             text = fh.read()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read mounts file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save the mounts file as UTF-8"
+        ) from None
     return parse_mounts_config(text, path, environ, cache_dir=cache_dir)
 
 
@@ -120,22 +127,45 @@ def parse_mounts_config(
         raise ConfigError(
             f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid mounts file: JSON nested too deeply") from None
     warnings = _strip_ignored_item_keys(doc)
     marker = _validated_marker(cache_dir, text) if cache_dir else None
     if marker is None or not os.path.exists(marker):
-        problems = validate_mounts_document(doc)
+        try:
+            problems = validate_mounts_document(doc)
+        except RecursionError:
+            raise ConfigError(f"{path}: invalid mounts file: JSON nested too deeply") from None
         if problems:
             raise ConfigError(format_problems(path, problems))
         if marker is not None:
             _remember_valid(marker)
-    return replace(_to_config(doc, path, environ), warnings=tuple(warnings))
+    return replace(_to_config(doc, path, environ), warnings=tuple(warnings + _compat_notices(doc)))
+
+
+def _compat_notices(doc: dict[str, Any]) -> list[str]:
+    """What a launcher file means here that the launcher itself did differently, said out loud."""
+    notices = []
+    for index, mount in enumerate(doc.get("Mounts", [])):
+        if mount.get("mode") == "ro":
+            notices.append(
+                f'$.Mounts[{index}]: "mode": "ro" binds {mount["destination"]} read-only '
+                '(the TAO launcher ignores "mode" and mounts it read-write)'
+            )
+    for index, env in enumerate(doc.get("Envs", [])):
+        if "value" in env and env["value"] is None:
+            notices.append(
+                f"$.Envs[{index}]: {env['variable']} is null (an unset variable when the file was written?): "
+                "it is not passed to the container"
+            )
+    return notices
 
 
 # Someone who wrote these meant a read-only mount: ignoring them would mount read-write, so they stay
 # errors (the message lists the allowed keys, read_only among them).
-_MISTYPED_READ_ONLY = frozenset({"mode", "ro", "rw", "readonly", "read-only", "readonly_", "read_only_"})
+_MISTYPED_READ_ONLY = frozenset({"ro", "rw", "readonly", "read-only", "readonly_", "read_only_"})
 _ITEM_KEYS = {
-    "Mounts": ("source", "destination", "read_only"),
+    "Mounts": ("source", "destination", "read_only", "mode"),  # mode: "ro" | "rw", as in `-v SRC:DST:ro`
     "Envs": ("variable", "value", "from_env", "secret"),
 }
 
@@ -191,6 +221,9 @@ def validate_mounts_document(doc: object) -> list[str]:
     validator = Draft202012Validator(_schema())
     problems = [(e.json_path, _describe(e)) for e in validator.iter_errors(doc)]
     problems.extend(_duplicate_destinations(doc))
+    problems.extend(_conflicting_modes(doc))
+    problems.extend(_env_values_an_env_file_cannot_carry(doc))
+    problems.extend(_lone_surrogates(doc, "$"))
     return [f"{where}: {what}" for where, what in sorted(set(problems), key=_path_order)]
 
 
@@ -216,6 +249,11 @@ def _describe(error: Any) -> str:
         return f"{instance!r} must be an absolute container path (starting with /)"
     if validator == "oneOf" and error.json_path.startswith("$.Envs["):
         return "give exactly one of 'value' or 'from_env'"
+    if validator in ("not", "minLength") and re.search(r"\.(variable|from_env)$", error.json_path):
+        return (
+            f"{instance!r} is not a variable name docker can pass: it must not be empty, hold '=', "
+            "whitespace or NUL, or start with '#'"
+        )
     if validator in ("anyOf", "oneOf"):
         return f"{instance!r} is not a valid value here"
     if validator == "propertyNames" or (validator == "pattern" and "propertyNames" in error.schema_path):
@@ -252,9 +290,80 @@ def _duplicate_destinations(doc: object) -> list[tuple[str, str]]:
     return found
 
 
+def _conflicting_modes(doc: object) -> list[tuple[str, str]]:
+    mounts = doc.get("Mounts") if isinstance(doc, dict) else None
+    found = []
+    for index, mount in enumerate(mounts if isinstance(mounts, list) else []):
+        both = isinstance(mount, dict) and "mode" in mount and "read_only" in mount
+        if both and (mount["mode"] == "ro") != mount["read_only"]:
+            found.append((f"$.Mounts[{index}]", '"mode" and "read_only" disagree; keep one of them'))
+    return found
+
+
+def _env_values_an_env_file_cannot_carry(doc: object) -> list[tuple[str, str]]:
+    """docker's --env-file is one NAME=value per line: a newline, CR or NUL in a value would split or cut
+    it, and docker then echoes the pieces (the secret) in its error. Named by variable, never by value."""
+    envs = doc.get("Envs") if isinstance(doc, dict) else None
+    found = []
+    for index, env in enumerate(envs if isinstance(envs, list) else []):
+        value = env.get("value") if isinstance(env, dict) else None
+        if isinstance(value, str):
+            bad = [what for char, what in _UNCARRIABLE.items() if char in value]
+            if bad:
+                name = env.get("variable")
+                found.append(
+                    (
+                        f"$.Envs[{index}].value",
+                        f"the value of {name!r} holds {' and '.join(bad)}, which an env-file cannot carry",
+                    )
+                )
+    return found
+
+
+_UNCARRIABLE = {"\n": "a newline", "\r": "a carriage return (CR)", "\0": "a NUL"}
+
+
+def uncarriable_in(value: str) -> list[str]:
+    """What in an env value docker's env-file cannot carry (newline, CR, NUL, a lone surrogate)."""
+    bad = [what for char, what in _UNCARRIABLE.items() if char in value]
+    if not _is_unicode(value):
+        bad.append("a lone surrogate (not valid Unicode)")
+    return bad
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _lone_surrogates(doc: object, where: str) -> list[tuple[str, str]]:
+    """JSON escapes like \\udc80 decode to lone surrogates, which no file or argv can hold."""
+    found: list[tuple[str, str]] = []
+    if isinstance(doc, str):
+        if not _is_unicode(doc):
+            found.append((where, "holds a lone surrogate (a \\udXXX escape that is not valid Unicode)"))
+    elif isinstance(doc, dict):
+        for key, value in doc.items():
+            if isinstance(key, str) and not _is_unicode(key):
+                found.append((where, "a key holds a lone surrogate (not valid Unicode)"))
+            else:
+                found.extend(_lone_surrogates(value, f"{where}.{key}"))
+    elif isinstance(doc, list):
+        for index, item in enumerate(doc):
+            found.extend(_lone_surrogates(item, f"{where}[{index}]"))
+    return found
+
+
 def _to_config(doc: dict[str, Any], path: str, environ: Mapping[str, str]) -> MountsConfig:
     mounts = tuple(
-        Mount(source=m["source"], destination=m["destination"], read_only=m.get("read_only", False))
+        Mount(
+            source=m["source"],
+            destination=m["destination"],
+            read_only=m.get("read_only", m.get("mode") == "ro"),
+        )
         for m in doc.get("Mounts", [])
     )
     return MountsConfig(
@@ -273,20 +382,22 @@ def _to_env(entry: dict[str, Any], environ: Mapping[str, str]) -> EnvVar:
             name, environ.get(entry["from_env"]), secret=entry.get("secret", True), from_env=entry["from_env"]
         )
     value = entry["value"]
-    if isinstance(value, bool):
-        value = "true" if value else "false"
-    return EnvVar(name, str(value), secret=secret)
+    # the launcher hands the JSON value to docker-py, which writes f"{name}={value}": Python's str(),
+    # so true is "True" and 1.0 is "1.0"; null is passed as nothing (warned about in _compat_notices)
+    return EnvVar(name, None if value is None else str(value), secret=secret)
 
 
 def _to_options(opts: dict[str, Any]) -> DockerOptions:
     shm = opts.get("shm_size")
+    user = opts.get("user")
     return DockerOptions(
-        user=opts.get("user"),
-        shm_size=str(shm) if shm is not None else None,
+        user=str(user) if user is not None else None,  # the launcher (docker-py) accepts a bare uid number
+        # docker-py reads "16 G" as 16 GiB (float() skips the blank); the docker CLI wants "16G"
+        shm_size="".join(str(shm).split()) if shm is not None else None,
         ulimits=tuple(_to_ulimit(k, v) for k, v in opts.get("ulimits", {}).items()),
         ports=tuple(p for k, v in opts.get("ports", {}).items() for p in _to_ports(k, v)),
         privileged=opts.get("privileged", False),
-        network=opts.get("network"),
+        network=opts.get("network") or None,  # docker-py treats "" as unset
         tty=opts.get("tty"),
     )
 
@@ -312,3 +423,10 @@ def _to_ports(container_port: str, host: Any) -> list[PortMapping]:
 def missing_from_env(config: MountsConfig) -> list[str]:
     """Envs whose from_env variable is not set on the launching machine."""
     return [f"{e.name} (from ${e.from_env})" for e in config.envs if e.from_env and e.value is None]
+
+
+def hidden_from_children(config: MountsConfig) -> tuple[str, ...]:
+    """The launching machine's variables that secret from_env values came from: no child process
+    (docker, ssh, a ProxyCommand) may inherit them. Never the ones those clients need to work."""
+    needed = {"PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "SSH_AUTH_SOCK", "DOCKER_HOST", "DOCKER_CONFIG"}
+    return tuple(e.from_env for e in config.envs if e.from_env and e.secret and e.from_env not in needed)

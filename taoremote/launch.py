@@ -25,7 +25,7 @@ from taoremote.command import (
     render_command,
     with_env_file,
 )
-from taoremote.config import Mount, MountsConfig, destination_key, missing_from_env
+from taoremote.config import Mount, MountsConfig, destination_key, missing_from_env, uncarriable_in
 from taoremote.errors import ConfigError, PreflightError, UsageError
 from taoremote.hosts import Executor
 from taoremote.tasks import TaskMap, is_task_group, resolve_image
@@ -125,11 +125,14 @@ def env_values(config: MountsConfig) -> dict[str, str]:
             f"{config.path}: environment variables not set on this machine: {', '.join(missing)}"
         )
     values = {e.name: e.value for e in config.envs if e.value is not None}
-    multiline = [name for name, value in values.items() if "\n" in value]
-    if multiline:
-        raise ConfigError(
-            f"{config.path}: env values cannot span lines (docker env-file): {', '.join(multiline)}"
-        )
+    # JSON values were checked with the file; these came from the launching machine's environment
+    bad = [
+        f"{e.name} (from ${e.from_env}: {' and '.join(uncarriable_in(e.value))})"
+        for e in config.envs
+        if e.from_env and e.value is not None and uncarriable_in(e.value)
+    ]
+    if bad:
+        raise ConfigError(f"{config.path}: env values a docker env-file cannot carry: {', '.join(bad)}")
     return values
 
 

@@ -239,13 +239,15 @@ def test_every_unset_from_env_variable_is_listed_in_one_config_error() -> None:
 def test_multi_line_env_value_is_a_config_error_naming_the_variable() -> None:
     config = _config(
         '{"Envs": [{"variable": "SSH_KEY", "from_env": "KEY_FILE_TEXT"},'
-        ' {"variable": "NOTE", "value": "one\\ntwo"}, {"variable": "OK", "value": "fine"}]}',
-        {"KEY_FILE_TEXT": "-----BEGIN-----\nabc\n-----END-----"},
+        ' {"variable": "TOKEN", "from_env": "RAW"}, {"variable": "OK", "value": "fine"}]}',
+        {"KEY_FILE_TEXT": "-----BEGIN-----\nabc\n-----END-----", "RAW": "a\udcffb\r"},
     )
     with pytest.raises(ConfigError) as info:
         env_values(config)
     assert str(info.value) == (
-        "/home/tester/.tao_mounts.json: env values cannot span lines (docker env-file): SSH_KEY, NOTE"
+        "/home/tester/.tao_mounts.json: env values a docker env-file cannot carry: "
+        "SSH_KEY (from $KEY_FILE_TEXT: a newline), "
+        "TOKEN (from $RAW: a carriage return (CR) and a lone surrogate (not valid Unicode))"
     )
     assert info.value.exit_code == 78
 
