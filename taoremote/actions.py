@@ -22,6 +22,7 @@ from taoremote.signals import HungUp
 if TYPE_CHECKING:
     from taoremote.cli import Globals
     from taoremote.config import MountsConfig
+    from taoremote.paths import ResultsDir
 
 T = TypeVar("T")
 HOST_DEADLINE_S = 30.0
@@ -131,8 +132,8 @@ def run_task(argv: list[str], g: Globals) -> int:
         for note in plan.notes:
             _err(f"note: {note}")
         assert ex is not None
-        if plan.results_host_dir and g.clean_results:
-            _clean_results(ex, plan.results_host_dir, assume_yes=g.yes, terminal=opts.terminal)
+        if plan.results and g.clean_results:
+            _clean_results(ex, plan.results, assume_yes=g.yes, terminal=opts.terminal)
             plan = launch.without_results_warning(plan)
         for warning in plan.warnings:
             _err(f"warning: {warning}")
@@ -153,13 +154,29 @@ def run_task(argv: list[str], g: Globals) -> int:
             ex.close()
 
 
-def _clean_results(ex: Executor, directory: str, *, assume_yes: bool, terminal: bool) -> None:
-    from taoremote.command import build_clean_dir_argv
+def _clean_results(ex: Executor, results: ResultsDir, *, assume_yes: bool, terminal: bool) -> None:
+    """Every rule of what may be deleted is checked on the host, by the command that deletes
+    (command.CLEAN_SCRIPT); a question first asks the host which directory that would be."""
+    from taoremote.command import CLEAN_REFUSED, CLEAN_REFUSED_RC, build_clean_dir_argv
 
-    home = os.path.expanduser("~") if ex.host == "local" else None
-    if directory.rstrip("/").count("/") < 2 or directory.rstrip("/") == home:
-        raise UsageError(f"refusing to empty {directory}: a top-level or home directory is no results dir")
+    def on_host(argv: tuple[str, ...]) -> str:
+        result = ex.run(argv, timeout=600)
+        refused = [line for line in result.stderr.splitlines() if line.startswith(CLEAN_REFUSED)]
+        if result.returncode == CLEAN_REFUSED_RC and refused:
+            reason = refused[-1].removeprefix(CLEAN_REFUSED).strip()
+            raise UsageError(f"refusing to empty {results.container_path} on {ex.host}: {reason}")
+        if result.returncode != 0:
+            why = (result.stderr.strip().splitlines() or ["find failed"])[-1]
+            raise PreflightError(
+                f"could not empty {results.container_path} on {ex.host} ({why}); files a container wrote "
+                "as root need root to delete - remove them with sudo, and set DockerOptions.user to avoid "
+                "it next time"
+            )
+        return result.stdout.strip()
+
+    expected = ""
     if not assume_yes:
+        directory = on_host(build_clean_dir_argv(results.source, results.below, check_only=True))
         if not terminal:
             raise UsageError(
                 f"--clean-results would delete everything in {directory} on {ex.host}; add --yes"
@@ -167,14 +184,9 @@ def _clean_results(ex: Executor, directory: str, *, assume_yes: bool, terminal: 
         answer = input(f"Delete everything in {directory} on {ex.host}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise UsageError("results directory left as it is; not launching")
-    result = ex.run(build_clean_dir_argv(directory), timeout=600)
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or ["find failed"])[-1]
-        raise PreflightError(
-            f"could not empty {directory} on {ex.host} ({reason}); files a container wrote as root need "
-            "root to delete - remove them with sudo, and set DockerOptions.user to avoid it next time"
-        )
-    _err(f"emptied {directory} on {ex.host}")
+        expected = directory
+    emptied = on_host(build_clean_dir_argv(results.source, results.below, expected=expected))
+    _err(f"emptied {emptied} on {ex.host}")
 
 
 def _reattach(g: Globals, job_id: str) -> str:

@@ -154,10 +154,49 @@ def build_pull_argv(image: str) -> tuple[str, ...]:
     return ("docker", "pull", image)
 
 
-def build_clean_dir_argv(directory: str) -> tuple[str, ...]:
-    """Empty a directory, keeping the directory itself (it may be a mount point). `DIR/.` so that a
-    results dir that is a symlink is followed, as the probe that found it non-empty did."""
-    return ("find", f"{directory.rstrip('/')}/.", "-mindepth", "1", "-delete")
+CLEAN_REFUSED = "@@taoremote:refused@@"
+CLEAN_REFUSED_RC = 3
+# `sh -c CLEAN_SCRIPT sh MODE SOURCE BELOW EXPECTED` on the host that runs the container (DESIGN.md §3
+# "Deleting results"). It resolves the mount source as the probe does (`~`, `~user`, relative to the
+# login directory), then the results directory physically (`cd -P`): it must stay strictly inside the
+# source (a symlink leading out of the mount is refused), and be neither `/`, a home directory
+# ($HOME or /etc/passwd) or an ancestor of one, nor the working directory or an ancestor of it.
+# The checks and the `find` run in one process, on the directory the shell is already in, so nothing
+# can swap a symlink in between; `find` never follows symlinks. MODE `check` prints the directory and
+# deletes nothing; `delete` also refuses when the directory is not EXPECTED (when one is given).
+# One line, no `!`: whatever login shell re-reads it over SSH passes it on intact.
+_CLEAN_LINES = (
+    "set -f; mode=$1; src=$2; below=$3; expected=$4; CDPATH=;",
+    f"refuse() {{ printf '%s %s\\n' '{CLEAN_REFUSED}' \"$1\" >&2; exit {CLEAN_REFUSED_RC}; }};",
+    'case $src in "~") src=$HOME;; "~/"*) src=$HOME/${src#"~/"};;',
+    '"~"*) u=${src%%/*}; u=${u#"~"}; h=$(getent passwd "$u" 2>/dev/null | cut -d: -f6);',
+    'if [ -n "$h" ]; then case $src in */*) src=$h/${src#*/};; *) src=$h;; esac; fi;; esac;',
+    "case $src in /*) ;; *) src=$PWD/$src;; esac;",
+    'wd=$(pwd -P); [ -n "$below" ] || refuse "it is the mount\'s destination itself";',
+    'top=$(cd -P -- "$src" 2>/dev/null && pwd -P) || refuse "the mount source $src is not a directory";',
+    'cd -P -- "$top/$below" 2>/dev/null || refuse "it is not a directory on the host";',
+    'dir=$(pwd -P) || refuse "its path cannot be read";',
+    'case $dir in "${top%/}"/?*) ;;',
+    '*) refuse "it resolves to $dir, which leads out of the mount ($top)";; esac;',
+    'homes=$(cut -d: -f6 /etc/passwd 2>/dev/null); for h in "$HOME" $homes; do',
+    '[ -n "$h" ] || continue; r=$(cd -P -- "$h" 2>/dev/null && pwd -P) || r=$h;',
+    'case "${r%/}/" in "$dir"/*) refuse "$dir is a home directory or holds one ($h)";; esac; done;',
+    'case "${wd%/}/" in "$dir"/*) refuse "$dir is the working directory or holds it ($wd)";; esac;',
+    'if [ "$mode" = check ]; then printf \'%s\\n\' "$dir"; exit 0; fi;',
+    '[ -z "$expected" ] || [ "$dir" = "$expected" ] || refuse "it changed to $dir since it was checked";',
+    "find . -mindepth 1 -delete && printf '%s\\n' \"$dir\"",
+)
+CLEAN_SCRIPT = " ".join(_CLEAN_LINES)
+
+
+def build_clean_dir_argv(
+    source: str, below: str, *, check_only: bool = False, expected: str = ""
+) -> tuple[str, ...]:
+    """Empty the results directory BELOW (relative, non-empty) inside the mount whose source is SOURCE
+    (as written in the mounts file), keeping the directory itself. Every rule of what may be deleted
+    is checked by the host-side script itself (CLEAN_SCRIPT). Prints the directory it resolved."""
+    mode = "check" if check_only else "delete"
+    return ("sh", "-c", CLEAN_SCRIPT, "sh", mode, source, below.strip("/"), expected)
 
 
 def format_env_file(values: Mapping[str, str]) -> str:

@@ -69,7 +69,7 @@ class LaunchPlan:
     notes: tuple[str, ...] = field(default=())
     image_present: bool = True  # False: pull it before `docker run` (after the preflight said yes)
     warnings: tuple[str, ...] = ()
-    results_host_dir: str | None = None  # a non-empty results dir of a `train`, resolved on the host
+    results: paths.ResultsDir | None = None  # a non-empty results dir of a `train` (--clean-results)
 
 
 def parse_task_argv(argv: Sequence[str], task_map: TaskMap) -> TaskRequest:
@@ -239,7 +239,7 @@ def plan_launch(
         tuple(notes),
         image_present,
         tuple(warnings),
-        report.results_host_dir,
+        report.results,
     )
 
 
@@ -256,7 +256,7 @@ def selected_gpus(gpus: Sequence[Gpu], spec: str) -> tuple[Gpu, ...]:
 
 def without_results_warning(plan: LaunchPlan) -> LaunchPlan:
     kept = tuple(w for w in plan.warnings if not w.startswith("results directory "))
-    return replace(plan, warnings=kept, results_host_dir=None)
+    return replace(plan, warnings=kept, results=None)
 
 
 def _env_warnings(config: MountsConfig) -> list[str]:

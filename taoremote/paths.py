@@ -47,11 +47,22 @@ class PathArg:
 
 
 @dataclass(frozen=True)
+class ResultsDir:
+    """A non-empty results directory that --clean-results may be asked to empty. What may really be
+    deleted is decided on the host, from the mount's source as written and the path below its
+    destination (command.build_clean_dir_argv), never from a path resolved earlier."""
+
+    container_path: str
+    host_path: str  # as the probe saw it, for messages
+    source: str  # the mount's source, as written in the mounts file
+    below: str  # relative to the mount's destination; "" when it is the destination itself
+
+
+@dataclass(frozen=True)
 class PathReport:
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-    results_host_dir: str | None = None  # resolved on the host, when the results dir is non-empty
-    results_dir: str | None = None  # the container path of that directory
+    results: ResultsDir | None = None  # when the results dir of a `train` is non-empty
 
 
 def find_path_args(args: Sequence[str]) -> list[PathArg]:
@@ -88,7 +99,9 @@ def host_path_of(path: str, mounts: Sequence[Mount]) -> tuple[Mount, str] | None
         dest = mount.destination.rstrip("/") or "/"
         if path == dest or path.startswith(dest.rstrip("/") + "/"):
             rest = path[len(dest) :].lstrip("/")
-            host = mount.source.rstrip("/") + ("/" + rest if rest else "")
+            base = mount.source.rstrip("/")
+            # a source of `/` stays `/` (an empty path would be the working directory on the host)
+            host = f"{base}/{rest}" if rest else base or "/"
             if best is None or len(dest) > len(best[0].destination.rstrip("/")):
                 best = (mount, host)
     return best
@@ -125,8 +138,7 @@ def check_path_args(
 ) -> PathReport:
     errors: list[str] = []
     warnings: list[str] = []
-    results_host: str | None = None
-    results_dir: str | None = None
+    results: ResultsDir | None = None
     mounted = ", ".join(f"{m.source} -> {m.destination}" for m in mounts) or "none"
     for arg in path_args:
         mapped = host_path_of(arg.path, mounts)
@@ -140,16 +152,28 @@ def check_path_args(
                     f"{arg.path} is under no mount, so it lives only inside the container; mounts: {mounted}"
                 )
             continue
-        _, host = mapped
+        mount, host = mapped
         state = states.get(host)
         if state is None:
             continue
         if arg.role == "spec" and not state.exists:
             errors.append(f"spec file {arg.path} does not exist: nothing at {state.resolved} on the host")
         if arg.role == "results" and subtask == "train" and state.is_dir and state.non_empty:
-            results_host, results_dir = state.resolved, arg.path
+            below = _below(arg.path, mount.destination)
+            results = ResultsDir(arg.path, state.resolved, mount.source, below)
+            remedy = (
+                "use another directory or --clean-results"
+                if below
+                else "use a directory below it (--clean-results never empties a mount's destination itself)"
+            )
             warnings.append(
                 f"results directory {arg.path} ({state.resolved}) is not empty; TAO training then fails "
-                "at its last iteration - use another directory or --clean-results"
+                f"at its last iteration - {remedy}"
             )
-    return PathReport(tuple(errors), tuple(warnings), results_host, results_dir)
+    return PathReport(tuple(errors), tuple(warnings), results)
+
+
+def _below(path: str, destination: str) -> str:
+    """PATH relative to the mount DESTINATION it falls under ("" for the destination itself)."""
+    dest = destination.rstrip("/")
+    return path[len(dest) :].strip("/") if path != dest else ""

@@ -212,8 +212,12 @@ def test_stop_rm_logs_wait_argv() -> None:
     )  # fmt: skip
 
 
-def test_clean_dir_follows_a_symlinked_directory_and_keeps_it() -> None:
-    assert build_clean_dir_argv("/data/results/") == ("find", "/data/results/.", "-mindepth", "1", "-delete")
+def test_clean_dir_sends_the_mount_source_and_the_path_below_it_to_the_host_side_checks() -> None:
+    # what may be deleted is decided on the host (tests/integration/test_faults_clean.py)
+    argv = build_clean_dir_argv("~/tao", "/results/exp1/")
+    assert argv[:2] == ("sh", "-c") and argv[3:] == ("sh", "delete", "~/tao", "results/exp1", "")
+    assert build_clean_dir_argv("/d", "r", check_only=True)[4] == "check"
+    assert build_clean_dir_argv("/d", "r", expected="/d/r")[-1] == "/d/r"
 
 
 def test_env_file_is_deleted_by_the_same_command_that_reads_it() -> None:
