@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from taoremote import jobs
+from taoremote import jobs, redact
 from taoremote.errors import Interrupted, LinkLostError, PreflightError, TaoRemoteError, UsageError
+from taoremote.gpus import parse_gpus
 from taoremote.hosts import Executor, open_executor
 from taoremote.output import Format, render, render_mapping
 from taoremote.signals import HungUp
@@ -29,11 +30,11 @@ HOST_DEADLINE_S = 30.0
 
 
 def _err(message: str) -> None:
-    print(f"taoremote: {message}", file=sys.stderr)
+    print(redact.mask(f"taoremote: {message}"), file=sys.stderr)
 
 
 def _out(text: str) -> None:
-    print(text, flush=True)
+    print(redact.mask(text), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------- hosts
@@ -120,7 +121,7 @@ def run_task(argv: list[str], g: Globals) -> int:
         terminal=stdio_is_terminal(),
         override_registry=os.environ.get("OVERRIDE_REGISTRY") or None,
     )
-    needs_host = not g.dry_run or g.gpus.startswith("auto:")
+    needs_host = not g.dry_run or parse_gpus(g.gpus).kind == "auto"  # auto:N asks the host's GPUs
     ex = open_executor(host, ssh_config=g.ssh_config) if needs_host else None
     try:
         plan = launch.plan_launch(request, mounts, task_map, opts, ex)
@@ -204,11 +205,14 @@ def load_mounts(g: Globals) -> MountsConfig:
     from taoremote import config
 
     home = os.path.expanduser("~")
-    return config.load_mounts_config(
+    loaded = config.load_mounts_config(
         config.find_mounts_file(g.mounts, os.environ, home),
-        os.environ,
+        redact.launching_environ(),
         cache_dir=config.default_cache_dir(os.environ, home),
     )
+    redact.register(e.value for e in loaded.envs if e.secret)
+    redact.hide_from_children(config.hidden_from_children(loaded))
+    return loaded
 
 
 def _user_task_config() -> str | None:
@@ -266,19 +270,18 @@ def stop_cmd(g: Globals, wanted: list[str], *, stop_all: bool, all_users: bool =
     me = current_user()
 
     def work(ex: Executor) -> _Stopped:
-        known = jobs.list_jobs(ex, include_stopped=True, timeout=HOST_DEADLINE_S)
         if stop_all:
             # on a shared GPU host --all means *my* jobs; colleagues' multi-day runs need --all-users
-            chosen = [j for j in known if j.state == "running" and (all_users or j.user == me)]
-        else:
-            chosen = [j for ident in wanted if (j := jobs.match_job(known, ident)) is not None]
+            return _Stopped(jobs.stop_every_job(ex, lambda j: all_users or j.user == me), [], [])
+        known = jobs.list_jobs(ex, include_stopped=True, timeout=HOST_DEADLINE_S)
+        chosen = [j for ident in wanted if (j := jobs.match_job(known, ident)) is not None]
         if chosen:
             result = jobs.stop_jobs(ex, chosen)
             if result.returncode != 0:
                 raise jobs.parse_docker_error(result)
         return _Stopped(chosen, [i for i in wanted if jobs.match_job(known, i) is not None], known)
 
-    results = fan_out(g, work)
+    results = fan_out(g, work, deadline=3 * HOST_DEADLINE_S)  # --all may take a second pass
     answers = [(r.host, r.value) for r in results if r.value is not None]
     for host, answer in answers:
         for job in answer.stopped:
@@ -313,13 +316,7 @@ def prune_cmd(g: Globals, *, all_users: bool = False) -> int:
     me = current_user()
 
     def work(ex: Executor) -> list[jobs.Job]:
-        listed = jobs.list_jobs(ex, include_stopped=True, timeout=HOST_DEADLINE_S)
-        finished = [j for j in listed if j.state != "running" and (all_users or j.user == me)]
-        if finished:
-            result = jobs.remove_jobs(ex, finished)
-            if result.returncode != 0:
-                raise jobs.parse_docker_error(result)
-        return finished
+        return jobs.prune_jobs(ex, lambda j: all_users or j.user == me)
 
     results = fan_out(g, work)
     for r in results:

@@ -287,6 +287,7 @@ def main() -> None:
     from taoremote.signals import OutputClosed, Terminated, install_sigterm_handler
 
     install_sigterm_handler()
+    sys.excepthook = _masked_traceback
     try:
         app(standalone_mode=True)
     except TaoRemoteError as exc:
@@ -303,8 +304,20 @@ def main() -> None:
         raise SystemExit(128 + exc.signum) from None
 
 
+def _masked_traceback(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    """A bug still shows its traceback, but never a secret value its message may quote."""
+    import traceback
+
+    from taoremote.redact import mask
+
+    with contextlib.suppress(OSError):
+        sys.stderr.write(mask("".join(traceback.format_exception(kind, value, tb))))
+
+
 def _fail(exc: TaoRemoteError) -> None:
+    from taoremote.redact import mask
+
     prefix = "taoremote: " if isinstance(exc, Interrupted) else "taoremote: error: "
     with contextlib.suppress(OSError):  # the exit code must survive a closed stderr
-        print(f"{prefix}{exc}", file=sys.stderr)
+        print(mask(f"{prefix}{exc}"), file=sys.stderr)
     raise SystemExit(exc.exit_code)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from taoremote.config import DockerOptions, PortMapping, Ulimit
+from taoremote.gpus import docker_gpus_args, parse_gpus
 
 LABEL_PREFIX = "taoremote."
 JOB_LABEL = "taoremote.job"
@@ -41,6 +42,9 @@ class RunSpec:
     interactive: bool = False
     detach: bool = False  # -d: the job outlives this process; no --rm so its exit code stays readable
     labels: tuple[tuple[str, str], ...] = ()
+    # plain, non-secret variables every container of the launcher gets (TAO_CLIENT_TYPE=launcher); after
+    # --env-file on the command line, so the plan leaves out any the mounts file sets itself
+    fixed_env: tuple[tuple[str, str], ...] = ()
 
 
 def with_env_file(spec: RunSpec, env_file: str | None) -> RunSpec:
@@ -62,10 +66,11 @@ def build_run_argv(spec: RunSpec) -> tuple[str, ...]:
     argv += ["-t"] if spec.tty else []
     argv += ["--name", container_name(spec.task, spec.job_id)]
     argv += _repeat("--label", [f"{JOB_LABEL}={spec.job_id}", *(f"{k}={v}" for k, v in spec.labels)])
-    argv += _gpus(spec.gpus)
-    argv += _repeat("-v", [_volume(m) for m in spec.mounts])
+    argv += docker_gpus_args(parse_gpus(spec.gpus))
+    argv += [item for m in spec.mounts for item in _bind(m)]
     argv += _repeat("-e", spec.env_names)
     argv += _opt("--env-file", spec.env_file)
+    argv += _repeat("-e", [f"{name}={value}" for name, value in spec.fixed_env])
     argv += _opt("--shm-size", opts.shm_size)
     argv += _repeat("--ulimit", [_ulimit(u) for u in opts.ulimits])
     argv += _opt("-u", opts.user)
@@ -77,9 +82,10 @@ def build_run_argv(spec: RunSpec) -> tuple[str, ...]:
 
 
 def build_create_argv(spec: RunSpec) -> tuple[str, ...]:
-    """`docker create` with the same flags as a foreground run (--rm included): the container holds its
-    env from then on, so a remote env-file can go before an interactive session even starts."""
-    return ("docker", "create", *build_run_argv(replace(spec, detach=False))[2:])
+    """`docker create` with the flags of a foreground run but without --rm: the container holds its env
+    from then on (the env-file can go at once), and a job that outlives its client (SIGHUP) keeps its
+    exit code and logs; the client removes it once it has collected them."""
+    return ("docker", "create", *build_run_argv(replace(spec, detach=True))[3:])
 
 
 def build_then_delete_env_file_argv(argv: Sequence[str], env_file: str) -> tuple[str, ...]:
@@ -94,8 +100,13 @@ def build_start_attached_argv(name: str, *, interactive: bool) -> tuple[str, ...
     return ("docker", "start", "--attach", *(["--interactive"] if interactive else []), name)
 
 
+def build_start_argv(name: str) -> tuple[str, ...]:
+    return ("docker", "start", name)
+
+
 def build_inspect_state_argv(name: str) -> tuple[str, ...]:
-    return ("docker", "container", "inspect", "--format", "{{.State.Status}}", name)
+    """Status, ExitCode and Error (docker fills it when a start fails) as one JSON object."""
+    return ("docker", "container", "inspect", "--format", "{{json .State}}", name)
 
 
 def build_ps_argv(*, include_stopped: bool, job_id: str | None = None) -> tuple[str, ...]:
@@ -134,8 +145,9 @@ def build_stop_argv(names: Sequence[str], *, timeout_s: int = STOP_TIMEOUT_S) ->
     return ("docker", "stop", "--time", str(timeout_s), *names)
 
 
-def build_rm_argv(names: Sequence[str]) -> tuple[str, ...]:
-    return ("docker", "rm", "--force", *names)
+def build_rm_argv(names: Sequence[str], *, force: bool) -> tuple[str, ...]:
+    """Without force docker refuses to remove a running container: what must never kill a job uses that."""
+    return ("docker", "rm", *(["--force"] if force else []), *names)
 
 
 def build_logs_argv(name: str, *, follow: bool) -> tuple[str, ...]:
@@ -219,13 +231,19 @@ def _repeat(flag: str, values: Iterable[str]) -> list[str]:
     return [item for value in values for item in (flag, value)]
 
 
-def _gpus(spec: str) -> list[str]:
-    if spec == "none":
-        return []
-    if spec.startswith("device="):
-        # the docker CLI splits --gpus on commas unless the device list is quoted
-        return ["--gpus", f'"{spec}"']
-    return ["--gpus", spec]
+def _bind(mount: BoundMount) -> tuple[str, str]:
+    """`-v SRC:DST[:ro]` as the launcher's users know it; `--mount` where -v would split a path that
+    holds ':' or ',' (or take a destination ending in ':ro' for a mode)."""
+    if any(c in path for path in (mount.source, mount.destination) for c in ":,"):
+        fields = ["type=bind", f"source={mount.source}", f"target={mount.destination}"]
+        fields += ["readonly"] if mount.read_only else []
+        return ("--mount", ",".join(_csv_field(f) for f in fields))
+    return ("-v", _volume(mount))
+
+
+def _csv_field(text: str) -> str:
+    # docker reads --mount as one CSV record: a field holding ',' or '"' is quoted, quotes doubled
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
 
 
 def _volume(mount: BoundMount) -> str:

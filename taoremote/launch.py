@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
 import secrets
 import shlex
 from collections.abc import Mapping, Sequence
@@ -27,16 +26,15 @@ from taoremote.command import (
 )
 from taoremote.config import Mount, MountsConfig, destination_key, missing_from_env, uncarriable_in
 from taoremote.errors import ConfigError, PreflightError, UsageError
+from taoremote.gpus import parse_gpus, resolve_auto, selected
 from taoremote.hosts import Executor
 from taoremote.tasks import TaskMap, is_task_group, resolve_image
 
 if TYPE_CHECKING:
-    from taoremote.nvidia_smi import Gpu
     from taoremote.probe import PathState, Probe
 
 # The launcher's interactive case runs bash; busybox-based and minimal images only have sh.
 INTERACTIVE_SHELL = ("/bin/sh", "-c", "command -v bash >/dev/null 2>&1 && exec bash || exec sh")
-_GPUS = re.compile(r"^(all|none|[1-9][0-9]*|device=[0-9A-Za-z,:-]+|auto:[1-9][0-9]*)$")
 
 
 @dataclass(frozen=True)
@@ -112,12 +110,6 @@ def _take_volume_args(args: list[str]) -> tuple[list[str], tuple[Mount, ...]]:
     return kept, tuple(mounts)
 
 
-def check_gpus_option(value: str) -> str:
-    if not _GPUS.match(value):
-        raise UsageError(f"--gpus {value!r}: expected all, none, a count (2), device=0,2 or auto:N")
-    return value
-
-
 def env_values(config: MountsConfig) -> dict[str, str]:
     missing = missing_from_env(config)
     if missing:
@@ -154,7 +146,7 @@ def plan_launch(
     mounts = (*config.mounts, *request.extra_mounts)
     _check_duplicate_destinations(mounts)
     values = env_values(config)
-    gpus = check_gpus_option(opts.gpus)
+    gpus = parse_gpus(opts.gpus)
     notes: list[str] = []
     host = ex.host if ex is not None else (opts.host or "local")
     path_args = paths.find_path_args(request.command[1:]) if request.subtask not in (None, "run") else []
@@ -170,25 +162,24 @@ def plan_launch(
     else:
         from taoremote import preflight  # the probe and its verdicts: not needed for a dry run
 
-        check_driver = opts.preflight and gpus != "none"
-        needs_gpu_facts = check_driver or gpus.startswith("auto:")
+        check_driver = opts.preflight and gpus.kind != "none"
+        needs_gpu_facts = check_driver or gpus.kind == "auto"
         probed = [m.source for m in mounts] + paths.probe_paths(path_args, mounts)
         probe = _probe(ex, image, probed, gpu=needs_gpu_facts)
         bound = _bind_mounts(host, mounts, probe)
         states = probe.paths
         image_present = probe.image_env is not None
         facts = preflight.host_facts(probe, host=host) if needs_gpu_facts else None
-        if gpus.startswith("auto:") and facts is not None:
-            chosen = preflight.pick_gpus(facts.gpus, int(gpus.split(":", 1)[1]))
-            gpus = "device=" + ",".join(str(i) for i in chosen)
-            notes.append(f"--gpus {opts.gpus}: chose GPU {', '.join(str(i) for i in chosen)} (least loaded)")
+        if gpus.kind == "auto" and facts is not None:
+            gpus = resolve_auto(gpus, facts.gpus)
+            notes.append(f"--gpus {opts.gpus}: chose GPU {', '.join(gpus.devices)} (least loaded)")
         if check_driver and facts is not None:
             # only the GPUs the container gets: a GeForce display card must not veto the data-center
             # cards chosen with --gpus device=1,2
-            selected = replace(facts, gpus=selected_gpus(facts.gpus, gpus))
+            given = replace(facts, gpus=selected(facts.gpus, gpus))
             verdict = preflight.check_cuda_compat(
                 host,
-                selected,
+                given,
                 preflight.resolve_image_cuda(image, probe),
                 host_disable_require=probe.host_disable_require,
             )
@@ -218,17 +209,18 @@ def plan_launch(
         mounts=bound,
         env_names=tuple(values),
         options=config.options,
-        gpus=gpus,
+        gpus=str(gpus),
         tty=opts.terminal if config.options.tty is None else (config.options.tty and opts.terminal),
         interactive=interactive,
         detach=opts.detach,
         labels=(
             ("taoremote.task", request.task),
-            ("taoremote.command", shlex.join(request.command) if request.command else "(interactive shell)"),
-            ("taoremote.gpus", gpus),
+            ("taoremote.command", command_label(request.command)),
+            ("taoremote.gpus", str(gpus)),
             ("taoremote.started", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
             ("taoremote.user", local_user()),
         ),
+        fixed_env=launcher_env(config),
     )
     secret_names = frozenset(e.name for e in config.envs if e.secret)
     return LaunchPlan(
@@ -243,15 +235,23 @@ def plan_launch(
     )
 
 
-def selected_gpus(gpus: Sequence[Gpu], spec: str) -> tuple[Gpu, ...]:
-    """The GPUs `--gpus SPEC` hands the container (all of them when that cannot be told)."""
-    if spec.startswith("device="):
-        wanted = set(spec.removeprefix("device=").split(","))
-        chosen = tuple(g for g in gpus if str(g.index) in wanted or (g.uuid and g.uuid in wanted))
-        return chosen or tuple(gpus)
-    if spec.isdigit():
-        return tuple(sorted(gpus, key=lambda g: g.index)[: int(spec)]) or tuple(gpus)
-    return tuple(gpus)
+def launcher_env(config: MountsConfig) -> tuple[tuple[str, str], ...]:
+    """What the launcher adds to every container (TAO's containers read it); the file's own value wins."""
+    if any(e.name == "TAO_CLIENT_TYPE" and e.value is not None for e in config.envs):
+        return ()
+    return (("TAO_CLIENT_TYPE", "launcher"),)
+
+
+# One argv element holds the whole label, and Linux refuses any single one over 128 KiB (E2BIG):
+# docker itself takes 200 KB of arguments, so only what `list` shows is shortened.
+COMMAND_LABEL_MAX = 4096
+
+
+def command_label(command: Sequence[str]) -> str:
+    if not command:
+        return "(interactive shell)"
+    text = shlex.join(command)
+    return text if len(text) <= COMMAND_LABEL_MAX else text[: COMMAND_LABEL_MAX - 3] + "..."
 
 
 def without_results_warning(plan: LaunchPlan) -> LaunchPlan:
