@@ -7,7 +7,7 @@ NVIDIA_REQUIRE_* as the container runtime does. Facts and their sources: shared/
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from taoremote import nvidia_require as req
@@ -20,7 +20,7 @@ from taoremote.cuda_table import (
     min_driver_for_cuda,
     suggest_image_tag,
 )
-from taoremote.errors import PreflightError, UsageError
+from taoremote.errors import PreflightError
 from taoremote.nvidia_smi import SKIP_HINT, Gpu, HostGpuFacts, parse_nvidia_smi, parse_query_gpu
 from taoremote.probe import Probe
 
@@ -241,20 +241,3 @@ def _fix(image_ref: str, needed: str, host_cuda: str) -> str:
     if suggestion:
         fixes.append(f"use image tag {suggestion[0]} (CUDA {suggestion[1]})")
     return " or ".join(fixes)
-
-
-def pick_gpus(gpus: Sequence[Gpu], n: int) -> tuple[int, ...]:
-    """`--gpus auto:N`: the N least-loaded GPUs (memory used, then utilisation, then index), in index order.
-
-    GPUs whose load is unknown (MIG-enabled ones print N/A) rank after every GPU whose load is known.
-    """
-    if n < 1:
-        raise UsageError(f"--gpus auto:{n}: the number of GPUs must be at least 1")
-    if len(gpus) < n:
-        raise PreflightError(f"--gpus auto:{n} needs {n} GPUs, but the host has {len(gpus)}")
-
-    def load(gpu: Gpu) -> tuple[bool, int, bool, int, int]:
-        used, util = gpu.memory_used_mib, gpu.utilization_pct
-        return (used is None, used or 0, util is None, util or 0, gpu.index)
-
-    return tuple(sorted(g.index for g in sorted(gpus, key=load)[:n]))

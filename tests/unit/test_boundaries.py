@@ -19,6 +19,7 @@ PURE_MODULES = (
     "nvidia_require.py",
     "preflight.py",
     "output.py",
+    "gpus.py",
 )
 # taoremote modules that do I/O, start processes or hold the CLI: a pure module may not import them
 IMPURE_TAOREMOTE = ("hosts", "jobs", "launch", "actions", "cli", "doctor", "__main__")

@@ -15,7 +15,6 @@ from taoremote.launch import (
     LaunchOptions,
     LaunchPlan,
     TaskRequest,
-    check_gpus_option,
     describe_plan,
     env_values,
     parse_task_argv,
@@ -177,27 +176,6 @@ def test_volume_with_an_empty_source_is_a_usage_error() -> None:
 def test_volume_without_a_value_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
         parse_task_argv(["dino", "train", "-e", "/w/s.yaml", "--volume"], TASKS)
-
-
-# ---------------------------------------------------------------------------------------------- --gpus
-
-
-@pytest.mark.parametrize(
-    "value",
-    ["all", "none", "1", "2", "16", "device=0", "device=0,2", "device=GPU-8f6e1a2b-3c4d", "auto:1", "auto:4"],
-)
-def test_valid_gpus_values_are_returned_unchanged(value: str) -> None:
-    assert check_gpus_option(value) == value
-
-
-@pytest.mark.parametrize(
-    "value", ["", "0", "02", "-1", "ALL", "all ", "auto", "auto:0", "auto:x", "device=", "device=0 2", "gpu0"]
-)
-def test_invalid_gpus_value_is_a_usage_error_naming_the_choices(value: str) -> None:
-    with pytest.raises(UsageError) as info:
-        check_gpus_option(value)
-    assert str(info.value) == f"--gpus {value!r}: expected all, none, a count (2), device=0,2 or auto:N"
-    assert info.value.exit_code == 2
 
 
 # ---------------------------------------------------------------------------------------------- env values
@@ -531,18 +509,3 @@ def test_secret_flag_comes_from_the_mounts_file_not_only_from_the_name() -> None
     assert "#   NGC_ORG=****" in text
     assert "#   CLEARML_API_ACCESS_KEY=visible-on-purpose" in text
     assert "NGC_ORG=nvidia" not in text
-
-
-def test_selected_gpus_follow_the_gpus_option() -> None:
-    from taoremote.launch import selected_gpus
-    from taoremote.nvidia_smi import Gpu
-
-    def gpu(index: int, name: str) -> Gpu:
-        return Gpu(index, name, f"GPU-{index}", 0, 1000, 0, "8.0", None)
-
-    gpus = (gpu(0, "NVIDIA GeForce RTX 4090"), gpu(1, "Tesla T4"), gpu(2, "Tesla T4"))
-    assert [g.index for g in selected_gpus(gpus, "device=1,2")] == [1, 2]
-    assert [g.index for g in selected_gpus(gpus, "device=GPU-2")] == [2]
-    assert [g.index for g in selected_gpus(gpus, "2")] == [0, 1]
-    assert [g.index for g in selected_gpus(gpus, "all")] == [0, 1, 2]
-    assert [g.index for g in selected_gpus(gpus, "device=9")] == [0, 1, 2]  # unknown: judge them all

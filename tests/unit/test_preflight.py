@@ -7,14 +7,12 @@ from dataclasses import replace
 import pytest
 
 from taoremote.cuda_table import ImageCuda, image_cuda_from_env, image_cuda_from_table
-from taoremote.errors import PreflightError, UsageError
-from taoremote.nvidia_smi import SKIP_HINT, Gpu, HostGpuFacts, parse_nvidia_smi
+from taoremote.nvidia_smi import SKIP_HINT, Gpu, HostGpuFacts
 from taoremote.preflight import (
     Verdict,
     check_cuda_compat,
     evaluate_requirements,
     host_facts,
-    pick_gpus,
     resolve_image_cuda,
 )
 from taoremote.probe import parse_probe
@@ -284,35 +282,3 @@ def test_every_refusal_names_host_driver_both_cudas_image_and_the_fix(
         assert part in message
     assert "upgrade the driver to >= " in message
     assert message.endswith("; " + SKIP_HINT)
-
-
-# --- --gpus auto:N ------------------------------------------------------------------------------------------
-
-
-def load(index: int, used: int | None, util: int | None) -> Gpu:
-    return Gpu(index, "NVIDIA A100-SXM4-80GB", None, used, 81920, util, "8.0", "nvidia")
-
-
-@pytest.mark.parametrize(
-    ("gpus", "n", "chosen"),
-    [
-        ([load(0, 5000, 90), load(1, 10, 0), load(2, 0, 50), load(3, 0, 10)], 2, (2, 3)),  # memory, then util
-        ([load(0, 5000, 90), load(1, 10, 0), load(2, 0, 50), load(3, 0, 10)], 1, (3,)),
-        ([load(0, 0, 0), load(1, 0, 0), load(2, 0, 0)], 2, (0, 1)),  # ties go to the lower index
-        ([load(0, None, None), load(1, 70000, 99)], 1, (1,)),  # unknown load ranks last
-        ([load(3, 1, 1), load(1, 2, 2), load(2, 3, 3)], 3, (1, 2, 3)),  # returned in index order
-    ],
-)
-def test_pick_gpus_least_loaded(gpus: list[Gpu], n: int, chosen: tuple[int, ...]) -> None:
-    assert pick_gpus(gpus, n) == chosen
-
-
-def test_pick_gpus_on_mig_host_takes_the_lowest_indexes() -> None:
-    assert pick_gpus(parse_nvidia_smi(smi("default-r535-8xh100-mig.txt")).gpus, 3) == (0, 1, 2)
-
-
-def test_pick_gpus_needs_enough_gpus() -> None:
-    with pytest.raises(PreflightError, match="needs 2 GPUs, but the host has 1"):
-        pick_gpus([T4], 2)
-    with pytest.raises(UsageError):
-        pick_gpus([T4], 0)
