@@ -1,0 +1,266 @@
+"""A contract `FakeExecutor` for unit tests (DESIGN.md §4): it answers only the commands a test scripts.
+
+A test lists what the code under test must ask of the host, and what each call does:
+
+    ex = FakeExecutor(
+        run(("docker", "create", ...), stdout="c0ffee\\n"),
+        stream(("docker", "start", "--attach", "job"), raises=KeyboardInterrupt()),
+        run(("docker", "stop", "--time", "10", "job")),
+        host="gpu1",
+    )
+    with ex:                      # on leaving: fails unless every scripted call was made
+        launch_job(ex, spec, {}, echo=print)
+
+Any other call fails the test: the fake raises `UnexpectedCall` (a BaseException, so no `except
+Exception` in the code under test can swallow it) and also records it, so that `verify()` still fails
+the test when the code under test caught it anyway (`except BaseException: cleanup; raise` elsewhere,
+or a worker thread that died). Interruptions are scripted as `raises=` (KeyboardInterrupt,
+signals.Terminated/HungUp/OutputClosed, errors.LinkLostError, ...) on the call where they arrive;
+`block=` holds a call until the test sets an Event (a host that hangs).
+
+`ordered=True` (the default) requires the calls in script order; `ordered=False` lets each call match
+any scripted call not yet used (for work that runs in threads or whose order is not the point).
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from taoremote.hosts import Completed, Executor
+
+# How long a `block=` call waits for its Event before it gives up and fails the test: a forgotten
+# `event.set()` must not hang the suite.
+BLOCK_LIMIT_S = 10.0
+
+
+class UnexpectedCall(BaseException):
+    """A call the test did not script (or made out of order). BaseException: it must reach the test."""
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """Matches any argv that starts with HEAD (for argv with parts the test cannot know)."""
+
+    head: tuple[str, ...]
+
+    def matches(self, argv: tuple[str, ...]) -> bool:
+        return argv[: len(self.head)] == self.head
+
+    def __str__(self) -> str:
+        return shlex.join(self.head) + " ..."
+
+
+ArgvPattern = tuple[str, ...] | Prefix
+
+
+@dataclass(frozen=True)
+class Expect:
+    """One scripted call: which method with which argv, and what it answers (or raises)."""
+
+    method: str  # "run" | "stream" | "run_visible" | "hand_off_env"
+    argv: ArgvPattern = ()
+    returncode: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    raises: BaseException | None = None
+    block: threading.Event | None = None  # answer only once the test sets it
+    tty: bool | None = None  # stream: the tty flag it must get (None: either)
+    values: Mapping[str, str] | None = None  # hand_off_env: the values it must get
+    path: str | None = None  # hand_off_env: the env-file path it answers
+    then: Callable[[], None] | None = None  # runs when the call is made, before it answers
+
+    def matches(self, method: str, argv: tuple[str, ...], *, tty: bool | None, values: Any) -> bool:
+        if method != self.method:
+            return False
+        if method == "hand_off_env":
+            return self.values is None or dict(self.values) == dict(values)
+        ok = self.argv.matches(argv) if isinstance(self.argv, Prefix) else tuple(self.argv) == argv
+        return ok and (self.tty is None or self.tty == tty)
+
+    def __str__(self) -> str:
+        if self.method == "hand_off_env":
+            shown = "any values" if self.values is None else sorted(self.values)
+            return f"hand_off_env({shown})"
+        argv = str(self.argv) if isinstance(self.argv, Prefix) else shlex.join(self.argv)
+        return f"{self.method}: {argv}"
+
+
+def run(
+    argv: ArgvPattern,
+    *,
+    rc: int = 0,
+    stdout: str = "",
+    stderr: str = "",
+    raises: BaseException | None = None,
+    block: threading.Event | None = None,
+    then: Callable[[], None] | None = None,
+) -> Expect:
+    return Expect("run", argv, rc, stdout, stderr, raises, block, then=then)
+
+
+def stream(
+    argv: ArgvPattern,
+    *,
+    rc: int = 0,
+    raises: BaseException | None = None,
+    tty: bool | None = None,
+    block: threading.Event | None = None,
+    then: Callable[[], None] | None = None,
+) -> Expect:
+    return Expect("stream", argv, rc, raises=raises, block=block, tty=tty, then=then)
+
+
+def run_visible(
+    argv: ArgvPattern, *, rc: int = 0, stderr: str = "", raises: BaseException | None = None
+) -> Expect:
+    return Expect("run_visible", argv, rc, stderr=stderr, raises=raises)
+
+
+def hand_off(
+    values: Mapping[str, str] | None = None,
+    *,
+    path: str | None = "/fake/taoremote-env/env",
+    raises: BaseException | None = None,
+) -> Expect:
+    """hand_off_env with non-empty values (None: any). With no values it answers None unscripted,
+    as every real executor does without touching the host."""
+    return Expect("hand_off_env", raises=raises, values=values, path=path)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call the code under test made, as it made it."""
+
+    method: str
+    argv: tuple[str, ...] = ()
+    timeout: float | None = None
+    tty: bool | None = None
+    values: Mapping[str, str] | None = None
+
+
+class FakeExecutor:
+    """Implements hosts.Executor (checked against the protocol by tests/unit/test_fakes.py)."""
+
+    host: str
+    follow_detached: bool
+
+    def __init__(
+        self,
+        *script: Expect,
+        host: str = "local",
+        follow_detached: bool | None = None,
+        ordered: bool = True,
+    ) -> None:
+        self.script: list[Expect] = list(script)
+        self.host = host
+        # as the real ones: SSH (any host but this machine) follows detached jobs
+        self.follow_detached = host != "local" if follow_detached is None else follow_detached
+        self.ordered = ordered
+        self.calls: list[Call] = []  # every call made, scripted or not
+        self.closed = 0
+        self.failures: list[str] = []
+        self._lock = threading.Lock()
+
+    # --- the Executor protocol --------------------------------------------------------------------
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> Completed:
+        expect = self._take(Call("run", tuple(argv), timeout=timeout))
+        return Completed(self.host, tuple(argv), expect.returncode, expect.stdout, expect.stderr)
+
+    def stream(self, argv: Sequence[str], *, tty: bool = False) -> int:
+        return self._take(Call("stream", tuple(argv), tty=tty)).returncode
+
+    def run_visible(self, argv: Sequence[str]) -> Completed:
+        expect = self._take(Call("run_visible", tuple(argv)))
+        return Completed(self.host, tuple(argv), expect.returncode, "", expect.stderr)
+
+    def hand_off_env(self, values: Mapping[str, str]) -> str | None:
+        if not values:
+            return None
+        return self._take(Call("hand_off_env", values=dict(values))).path
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed += 1
+
+    # --- the contract -----------------------------------------------------------------------------
+
+    def _take(self, call: Call) -> Expect:
+        with self._lock:
+            self.calls.append(call)
+            expect = self._match(call)
+        if expect.then is not None:
+            expect.then()
+        if expect.block is not None and not expect.block.wait(BLOCK_LIMIT_S):
+            self._fail(f"{self.host}: {expect} was held for {BLOCK_LIMIT_S:.0f} s and never released")
+        if expect.raises is not None:
+            raise expect.raises
+        return expect
+
+    def _match(self, call: Call) -> Expect:
+        candidates = self.script[:1] if self.ordered else self.script
+        for index, expect in enumerate(candidates):
+            if expect.matches(call.method, call.argv, tty=call.tty, values=call.values):
+                return self.script.pop(index)
+        shown = _describe(call)
+        if self.ordered and any(
+            e.matches(call.method, call.argv, tty=call.tty, values=call.values) for e in self.script
+        ):
+            problem = f"{self.host}: {shown} came out of order; the next scripted call is {self.script[0]}"
+        elif self.script:
+            problem = f"{self.host}: unexpected {shown}; still scripted: " + "; ".join(map(str, self.script))
+        else:
+            problem = f"{self.host}: unexpected {shown}; nothing more was scripted"
+        self.failures.append(problem)
+        raise UnexpectedCall(problem)
+
+    def _fail(self, problem: str) -> None:
+        with self._lock:
+            self.failures.append(problem)
+        raise UnexpectedCall(problem)
+
+    def verify(self) -> None:
+        """Fail unless every scripted call was made and no unexpected one was."""
+        with self._lock:
+            problems = list(self.failures)
+            problems += [f"{self.host}: scripted but never called: {e}" for e in self.script]
+        if problems:
+            raise AssertionError("FakeExecutor contract broken:\n  " + "\n  ".join(problems))
+
+    def __enter__(self) -> FakeExecutor:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, UnexpectedCall):
+            return  # already the clearest message
+        self.verify()
+
+
+def _describe(call: Call) -> str:
+    if call.method == "hand_off_env":
+        return f"hand_off_env({sorted(call.values or {})})"
+    tty = f" (tty={call.tty})" if call.method == "stream" else ""
+    return f"{call.method}: {shlex.join(call.argv)}{tty}"
+
+
+def opener(*fakes: FakeExecutor) -> Callable[..., FakeExecutor]:
+    """A stand-in for hosts.open_executor that hands out these fakes by host name (None: "local");
+    any other host fails the test."""
+    by_host = {f.host: f for f in fakes}
+
+    def open_executor(host: str | None, *, ssh_config: str | None = None) -> FakeExecutor:
+        name = host or "local"
+        if name not in by_host:
+            raise UnexpectedCall(f"open_executor({name!r}): no FakeExecutor for that host")
+        return by_host[name]
+
+    return open_executor
+
+
+def _conforms(fake: FakeExecutor) -> Executor:
+    """mypy's proof that FakeExecutor satisfies the hosts.Executor protocol (`mypy tests/unit/fakes.py`)."""
+    return fake
