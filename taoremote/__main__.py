@@ -9,6 +9,9 @@ import sys
 
 def run() -> None:
     try:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here, KeyboardInterrupt as usual
         from taoremote.cli import main
 
         main()

@@ -109,7 +109,13 @@ def run_task(argv: list[str], g: Globals) -> int:
 
     host = _single_host(g)
     task_map = tasks.load_task_map(_user_task_config())
+    group_help = tasks.group_help_request(argv, task_map)
+    if group_help is not None:
+        _out(group_help)
+        return 0
     request = launch.parse_task_argv(argv, task_map)
+    for warning in request.warnings:
+        _err(f"warning: {warning}")
     mounts = load_mounts(g)
     opts = launch.LaunchOptions(
         host=host,
@@ -216,8 +222,9 @@ def load_mounts(g: Globals) -> MountsConfig:
 
 
 def _user_task_config() -> str | None:
-    path = os.path.expanduser("~/.tao/config.json")
-    return path if os.path.isfile(path) else None
+    from taoremote.tasks import user_config_path
+
+    return user_config_path()
 
 
 # ---------------------------------------------------------------------------------------------- manage

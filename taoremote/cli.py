@@ -47,6 +47,24 @@ class TaskDispatchGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         return [name for name in super().list_commands(ctx) if name != "_task"]
 
+    def format_help_text(self, ctx: Any, formatter: Any) -> None:
+        # the tasks, by group, as the TAO launcher's users check an install with `tao --help`; the
+        # task map is one small JSON file, so this costs no noticeable start-up time
+        super().format_help_text(ctx, formatter)
+        formatter.write_paragraph()
+        formatter.write(_task_listing() + "\n")
+
+
+def _task_listing() -> str:
+    from taoremote import tasks
+
+    try:
+        task_map = tasks.load_task_map(tasks.user_config_path())
+        note = ""
+    except TaoRemoteError as exc:
+        task_map, note = tasks.load_task_map(None), f"  ({exc}; showing the bundled map)\n"
+    return note + "\n".join("  " + line for line in tasks.tasks_by_group(task_map).splitlines())
+
 
 app = typer.Typer(
     cls=TaskDispatchGroup,
@@ -215,7 +233,10 @@ def stop_command(
         ),
     ] = None,
     all_: Annotated[
-        bool, typer.Option("--all", help="stop every running taoremote job of yours (never other containers)")
+        bool,
+        typer.Option(
+            "--all", help="stop every live job of yours: created, running, paused (only taoremote's)"
+        ),
     ] = False,
     all_users: Annotated[
         bool, typer.Option("--all-users", help="with --all: everyone's jobs, not only yours")
@@ -292,7 +313,10 @@ def main() -> None:
         app(standalone_mode=True)
     except TaoRemoteError as exc:
         _fail(exc)
-    except SystemExit:
+    except SystemExit as exc:
+        if exc.code == 130 and _caused_by_ctrl_c(exc):  # typer turns Ctrl-C into a silent Exit(130)
+            with contextlib.suppress(OSError):
+                print("taoremote: interrupted", file=sys.stderr)
         raise
     except KeyboardInterrupt:
         print("taoremote: interrupted", file=sys.stderr)
@@ -302,6 +326,15 @@ def main() -> None:
         with contextlib.suppress(OSError):
             print(f"taoremote: {what}", file=sys.stderr)
         raise SystemExit(128 + exc.signum) from None
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # SystemExit <- click Exit <- KeyboardInterrupt
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+    return False
 
 
 def _masked_traceback(kind: type[BaseException], value: BaseException, tb: Any) -> None:

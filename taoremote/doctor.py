@@ -20,8 +20,6 @@ from taoremote.nvidia_smi import SKIP_HINT, HostGpuFacts
 from taoremote.output import Format
 from taoremote.probe import Probe, build_probe_argv, parse_image_env, parse_probe
 
-WANDB_VARIABLES = ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_MODE", "WANDB_PROJECT")
-
 
 @dataclass(frozen=True)
 class Check:
@@ -163,19 +161,13 @@ def _image_checks(
 
 
 def _env_checks(host: str, config: MountsConfig) -> list[Check]:
-    names = {e.name for e in config.envs}
-    if config.options.user and names & set(WANDB_VARIABLES):
-        return [
-            Check(
-                host,
-                "W&B with DockerOptions.user",
-                "warn",
-                f"user {config.options.user} is set and W&B is configured; TAO's W&B integration needs root",
-                "remove DockerOptions.user for runs that log to W&B",
-                required=False,
-            )
-        ]
-    return []
+    from taoremote.launch import wandb_needs_root  # the rule the launch warning uses too
+
+    rule = wandb_needs_root(config)
+    if rule is None:
+        return []
+    fix = "remove DockerOptions.user for runs that log to W&B"
+    return [Check(host, "W&B with DockerOptions.user", "warn", rule, fix, required=False)]
 
 
 def _port_checks(ex: Executor, config: MountsConfig) -> list[Check]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from taoremote.errors import DockerError
+from taoremote.errors import DockerError, HostError
 from taoremote.signals import HungUp
 
 
@@ -35,8 +36,10 @@ class Executor(Protocol):
     # so a lost connection never takes the job with it.
     follow_detached: bool
 
-    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> Completed:
-        """Run to completion, output captured."""
+    def run(
+        self, argv: Sequence[str], *, timeout: float | None = None, stdin: str | None = None
+    ) -> Completed:
+        """Run to completion, output captured; stdin: what the command reads (else nothing)."""
         ...
 
     def stream(
@@ -56,8 +59,14 @@ class Executor(Protocol):
         """Run with stdout shown live (progress) and stderr captured (to turn into one clear error)."""
         ...
 
-    def hand_off_env(self, values: Mapping[str, str]) -> str | None:
-        """Write the values to a private 0600 env-file on the host; its path (None: no values)."""
+    def hand_off_env(self, content: str) -> str:
+        """A private 0600 env-file on the host for this content; its path. Locally it is written at
+        once; over SSH the command that creates the container writes it (see pending_env_file)."""
+        ...
+
+    def pending_env_file(self, path: str) -> str | None:
+        """The content that the command using `path` must write there from its stdin (None: the file
+        is on the host already): no SFTP needed, and nothing on the host before or after that command."""
         ...
 
     def close(self) -> None: ...
@@ -67,13 +76,19 @@ class LocalExecutor:
     host = "local"
     follow_detached = False
 
-    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> Completed:
-        # Own session, and never killed on Ctrl-C: a `docker create` half-way through must finish (and
-        # its wrapper delete the env-file) so that the caller can then stop and remove it by name.
+    def __init__(self) -> None:
+        self._env_files: list[str] = []  # deleted by the command that reads them, or at close()
+
+    def run(
+        self, argv: Sequence[str], *, timeout: float | None = None, stdin: str | None = None
+    ) -> Completed:
+        # Own session, and not killed at once on Ctrl-C: a `docker create` half-way through should finish
+        # so that the caller can then stop and remove it by name. A daemon that does not answer within
+        # the grace gets the call killed: Ctrl-C is answered in seconds, never after a deadline.
         try:
             proc = subprocess.Popen(
                 list(argv),
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -83,17 +98,21 @@ class LocalExecutor:
         except FileNotFoundError:
             raise _missing_binary(argv[0]) from None
         try:
-            out, err = proc.communicate(timeout=timeout)
+            out, err = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            _kill_group(proc)
             proc.communicate()
-            raise DockerError(f"`{' '.join(argv[:3])}` did not answer within {timeout:.0f} s") from None
+            raise DockerError(f"`{_what(argv)}` did not answer within {timeout:.0f} s") from None
+        except HungUp:
+            # nobody is waiting for an answer any more, but the job should still come into being
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=timeout or INTERRUPTED_CALL_GRACE_S)
+            _kill_group(proc)
+            raise
         except BaseException:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.communicate(timeout=60)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+                proc.communicate(timeout=INTERRUPTED_CALL_GRACE_S)
+            _kill_group(proc)
             raise
         return Completed(self.host, tuple(argv), proc.returncode, out, err)
 
@@ -138,25 +157,62 @@ class LocalExecutor:
             raise
         return Completed(self.host, tuple(argv), proc.returncode, "", err)
 
-    def hand_off_env(self, values: Mapping[str, str]) -> str | None:
+    def hand_off_env(self, content: str) -> str:
         """A 0600 env-file in a private temp dir, deleted once the container exists. Not `-e NAME` with
         the value in the docker client's environment: DOCKER_HOST, HOME, PATH or a proxy variable in
         Envs would then reconfigure the client itself."""
-        if not values:
-            return None
         import tempfile
 
-        from taoremote.command import format_env_file
-
-        directory = tempfile.mkdtemp(prefix="taoremote-env-")  # mode 0700
-        path = os.path.join(directory, "env")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(format_env_file(values))
+        directory = path = None
+        try:
+            directory = tempfile.mkdtemp(prefix="taoremote-env-")  # mode 0700
+            path = os.path.join(directory, "env")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(content)
+        except OSError as exc:
+            # a full disk must not leave half a secret behind: the file and its directory go at once
+            for remove, what in ((os.unlink, path), (os.rmdir, directory)):
+                if what is not None:
+                    with contextlib.suppress(OSError):
+                        remove(what)
+            where = os.path.dirname(directory) if directory else tempfile.gettempdir()
+            raise DockerError(
+                f"cannot write the env-file in {where} ({exc.strerror or exc}); "
+                "free space there or point TMPDIR at another directory"
+            ) from None
+        self._env_files.append(path)
         return path
 
+    def pending_env_file(self, path: str) -> str | None:
+        return None  # written by hand_off_env already
+
     def close(self) -> None:
-        return None
+        # a create killed half-way (no answer, Ctrl-C) never reached its wrapper's `rm`
+        for path in self._env_files:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(path))
+
+
+INTERRUPTED_CALL_GRACE_S = 5  # a healthy daemon answers a create or an inspect well within it
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """The command and what it started (a wrapper's docker client): nothing hangs on after us."""
+    if proc.poll() is None:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _what(argv: Sequence[str]) -> str:
+    """`docker create` for a wrapped docker call, else the first words."""
+    if "docker" in argv:
+        i = list(argv).index("docker")
+        return " ".join(argv[i : i + 2])
+    return " ".join(argv[:3])
 
 
 def _missing_binary(name: str) -> DockerError:
@@ -166,6 +222,28 @@ def _missing_binary(name: str) -> DockerError:
             "install Docker Engine (docs.docker.com/engine/install)"
         )
     return DockerError(f"{name}: command not found")
+
+
+def evaluate_ssh_config(argv: Sequence[str]) -> Completed | None:
+    """`ssh -G ...` by the local OpenSSH client, which evaluates ssh config (Include, Match) and
+    connects to nothing; None where there is no OpenSSH client (ssh.py then parses the files itself)."""
+    try:
+        done = subprocess.run(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=SSH_CONFIG_TIMEOUT_S,
+        )
+    except FileNotFoundError:
+        return None
+    except subprocess.TimeoutExpired:  # a `Match exec` command that hangs
+        raise HostError(f"`{' '.join(argv)}` did not answer within {SSH_CONFIG_TIMEOUT_S} s") from None
+    return Completed("local", tuple(argv), done.returncode, done.stdout, done.stderr)
+
+
+SSH_CONFIG_TIMEOUT_S = 10
 
 
 def stdio_is_terminal() -> bool:

@@ -28,7 +28,7 @@ from taoremote.config import Mount, MountsConfig, destination_key, missing_from_
 from taoremote.errors import ConfigError, PreflightError, UsageError
 from taoremote.gpus import parse_gpus, resolve_auto, selected
 from taoremote.hosts import Executor
-from taoremote.tasks import TaskMap, is_task_group, resolve_image
+from taoremote.tasks import TaskMap, is_task_group, launcher_shell_warnings, resolve_image
 
 if TYPE_CHECKING:
     from taoremote.probe import PathState, Probe
@@ -44,6 +44,7 @@ class TaskRequest:
     command: tuple[str, ...]  # empty: interactive shell
     subtask: str | None
     extra_mounts: tuple[Mount, ...] = ()
+    warnings: tuple[str, ...] = ()  # how the TAO launcher would have read this command line differently
 
 
 @dataclass(frozen=True)
@@ -80,18 +81,30 @@ def parse_task_argv(argv: Sequence[str], task_map: TaskMap) -> TaskRequest:
         tasks = ", ".join(sorted(task_map.groups.get(group or "", {})))
         raise UsageError(f"task group '{group}' needs a task; its tasks: {tasks}")
     task, args = rest[0], rest[1:]
-    args, mounts = _take_volume_args(args)
+    warnings: list[str] = []
+    if group is not None:
+        args, mounts = _take_volume_args(args)
+    else:
+        mounts = ()
+        if "--volume" in args:
+            warnings.append(
+                f"--volume reaches {task} as one of its arguments: the TAO launcher takes --volume "
+                f"SRC:DST as a mount only after a task group (`model {task} ...`)"
+            )
     if not args:
-        return TaskRequest(group, task, (), None, mounts)
+        return TaskRequest(group, task, (), None, mounts, tuple(warnings))
     if args[0] == "run":
         if len(args) == 1:
             raise UsageError(f"`{task} run` needs a command to run in the task's image")
-        return TaskRequest(group, task, tuple(args[1:]), "run", mounts)
-    return TaskRequest(group, task, (task, *args), args[0], mounts)
+        warnings += launcher_shell_warnings(args[1:], run=True)
+        return TaskRequest(group, task, tuple(args[1:]), "run", mounts, tuple(warnings))
+    warnings += launcher_shell_warnings(args)
+    return TaskRequest(group, task, (task, *args), args[0], mounts, tuple(warnings))
 
 
 def _take_volume_args(args: list[str]) -> tuple[list[str], tuple[Mount, ...]]:
-    """The 6.x launcher turns `--volume SRC:DST[:ro]` anywhere in the args into a mount."""
+    """The 6.x launcher turns `--volume SRC:DST[:ro]` anywhere in the args into a mount. It has the
+    group grammar only: with the 4.x grammar (no group) --volume reaches the task, as it did there."""
     kept: list[str] = []
     mounts: list[Mount] = []
     i = 0
@@ -259,13 +272,28 @@ def without_results_warning(plan: LaunchPlan) -> LaunchPlan:
     return replace(plan, warnings=kept, results=None)
 
 
+def wandb_needs_root(config: MountsConfig) -> str | None:
+    """The one W&B rule, for the launch warning and for `doctor`: TAO's W&B logging needs the
+    container to run as root, so DockerOptions.user with any WANDB_* variable is worth a warning -
+    unless W&B is switched off (WANDB_MODE=disabled, WANDB_DISABLED=true)."""
+    values = {e.name: (e.value or "") for e in config.envs}
+    if not config.options.user or not any(name.startswith("WANDB_") for name in values):
+        return None
+    if values.get("WANDB_MODE", "").lower() == "disabled" or values.get("WANDB_DISABLED", "").lower() in (
+        "true",
+        "1",
+        "yes",
+    ):
+        return None
+    return (
+        f"DockerOptions.user is {config.options.user} and W&B is configured: TAO's W&B logging needs the "
+        'container to run as root (remove "user" for runs that log to W&B)'
+    )
+
+
 def _env_warnings(config: MountsConfig) -> list[str]:
-    if config.options.user and any(e.name.startswith("WANDB_") for e in config.envs):
-        return [
-            f"DockerOptions.user is {config.options.user} and W&B is configured: TAO's W&B logging needs the "
-            'container to run as root (remove "user" for this run)'
-        ]
-    return []
+    rule = wandb_needs_root(config)
+    return [rule] if rule else []
 
 
 def describe_plan(plan: LaunchPlan) -> str:

@@ -9,9 +9,10 @@ and 3.0 (task_group.<group>.dockers.<image>.<tag>...). $OVERRIDE_REGISTRY and --
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from taoremote.errors import ConfigError, UsageError
@@ -42,6 +43,12 @@ class TaskMap:
         return sorted({task for tasks in self.groups.values() for task in tasks})
 
 
+def user_config_path() -> str | None:
+    """~/.tao/config.json when it exists: it replaces the bundled map, as in the launcher."""
+    path = os.path.expanduser("~/.tao/config.json")
+    return path if os.path.isfile(path) else None
+
+
 def load_task_map(user_config: str | None) -> TaskMap:
     """The user's ~/.tao/config.json when it exists (path given by the caller), else the bundled map."""
     if user_config is not None:
@@ -55,7 +62,9 @@ def load_task_map(user_config: str | None) -> TaskMap:
                 f"{user_config}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
             ) from None
         return TaskMap(user_config, parse_task_config(doc, user_config))
-    text = resources.files("taoremote").joinpath("data/tao_tasks.json").read_text()
+    # a plain file read: importlib.resources would cost `taoremote --help` more than the map itself
+    with open(os.path.join(os.path.dirname(__file__), "data", "tao_tasks.json"), encoding="utf-8") as fh:
+        text = fh.read()
     return TaskMap("bundled (nvidia-tao 6.26.3)", parse_task_config(json.loads(text), "bundled map"))
 
 
@@ -123,4 +132,80 @@ def resolve_image(
 
 
 def is_task_group(task_map: TaskMap, name: str) -> bool:
-    return name in task_map.groups and name != _FLAT_GROUP
+    """The map's groups; with a format 1.0/2.0 config that is `container_actions`, the name the 6.x
+    launcher gives it (`tao container_actions detectnet_v2 train ...`)."""
+    return name in task_map.groups
+
+
+def group_help(task_map: TaskMap, group: str) -> str:
+    """What `taoremote GROUP`, `GROUP -h` and `GROUP --help` print (the launcher prints its argparse
+    help for the group and exits 0)."""
+    return (
+        f"usage: taoremote [OPTIONS] {group} TASK [SUBTASK] [ARGS...]\n\n"
+        f"{_wrap(f'{group} tasks: ', sorted(task_map.groups.get(group, {})))}\n"
+        "Arguments after the task reach it unchanged; `TASK -h` shows the task's own help."
+    )
+
+
+def group_help_request(argv: Sequence[str], task_map: TaskMap) -> str | None:
+    """The group's help when ARGV is a group alone or a group followed by -h/--help, as in the
+    launcher (`tao model`, `tao model -h`); None for anything else."""
+    if argv and is_task_group(task_map, argv[0]) and (len(argv) == 1 or argv[1] in ("-h", "--help")):
+        return group_help(task_map, argv[0])
+    return None
+
+
+def tasks_by_group(task_map: TaskMap) -> str:
+    """Every task of the map, one wrapped paragraph per group, for `taoremote --help`."""
+    return "\n".join(_wrap(f"{group} tasks: ", sorted(tasks)) for group, tasks in task_map.groups.items())
+
+
+def _wrap(label: str, names: list[str], width: int = 96) -> str:
+    import textwrap
+
+    return textwrap.fill(", ".join(names), width, initial_indent=label, subsequent_indent="  ")
+
+
+# ---------------------------------------------------------------------------------------------- host shell
+
+# The launcher runs `bash -c 'docker exec -it ID TASK ARGS'` through /bin/sh on the launching machine:
+# quotes inside an argument are removed and $NAME, ${...}, $(...) and `...` are expanded there.
+_EXPANSION = re.compile(r"\$(?:\{[^}]*\}?|\(|[A-Za-z_][A-Za-z0-9_]*|[0-9#?*@$!-])|`")
+_QUOTED = re.compile(r"""([^'"=\s]*=)?(["'])([^"']*)\2""")
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
+
+
+def launcher_shell_warnings(args: Sequence[str], *, run: bool = False) -> list[str]:
+    """One warning per argument whose meaning came from the launcher's host shell re-parsing it.
+    taoremote passes every argument literally; these say what the launcher would have done instead.
+    The script of `run sh -c SCRIPT` is left alone: there the container's own shell expands it."""
+    warnings = []
+    for index, arg in enumerate(args):
+        if run and index >= 2 and args[index - 1] == "-c" and args[0].rsplit("/", 1)[-1] in _SHELLS:
+            continue
+        reasons = []
+        unquoted = _unquoted(arg)
+        if unquoted is not None:
+            reasons.append("has quotes that the TAO launcher's shell would remove")
+        found = _EXPANSION.search(arg)
+        if found is not None:
+            what = found.group(0)
+            if what in ("$(", "`"):
+                reasons.append("holds a command substitution, which the TAO launcher's shell would run")
+            else:
+                reasons.append(f"refers to {what}, which the TAO launcher's shell would expand")
+        if not reasons:
+            continue
+        if found is not None:
+            reasons[-1] += " on this machine"
+        fix = "write the value itself" if found is not None else f"write {unquoted}"
+        warnings.append(f"argument {arg!r} {' and '.join(reasons)}; taoremote passes it as is - {fix}")
+    return warnings
+
+
+def _unquoted(arg: str) -> str | None:
+    """The argument without the quotes the shell would remove, when the quotes plainly were shell
+    quoting: the whole argument (`"0"`, from `%env GPU_INDEX="0"`) or the value of `key="value"`.
+    None otherwise: quotes inside code (`print('a b')`) never worked through the launcher either."""
+    found = _QUOTED.fullmatch(arg)
+    return (found.group(1) or "") + found.group(3) if found else None

@@ -157,13 +157,10 @@ def test_logs_without_a_job_is_clicks_usage_error_exit_2(home: Path) -> None:
     assert "Missing argument" in result.output
 
 
-def test_task_group_alone_is_a_usage_error_listing_its_tasks(home: Path) -> None:
+def test_task_group_alone_prints_its_tasks_and_exits_0_as_the_launcher_does(home: Path) -> None:
     result = runner.invoke(app, ["--dry-run", "dataset"])
-    assert isinstance(result.exception, UsageError)
-    assert str(result.exception) == (
-        "task group 'dataset' needs a task; its tasks: "
-        "analytics, annotations, augmentation, auto_label, skin_tone"
-    )
+    assert result.exit_code == 0, result.output
+    assert "dataset tasks: analytics, annotations, augmentation, auto_label, skin_tone" in result.output
 
 
 def test_bad_gpus_value_is_a_usage_error(home: Path) -> None:

@@ -125,14 +125,15 @@ def test_a_name_that_is_not_a_group_is_taken_as_the_task() -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["dino", "--volume", "/data/coco:/workspace/coco:ro", "train", "-e", "/w/s.yaml"],
-        ["dino", "train", "--volume", "/data/coco:/workspace/coco:ro", "-e", "/w/s.yaml"],
-        ["dino", "train", "-e", "/w/s.yaml", "--volume", "/data/coco:/workspace/coco:ro"],
+        ["model", "dino", "--volume", "/data/coco:/workspace/coco:ro", "train", "-e", "/w/s.yaml"],
+        ["model", "dino", "train", "--volume", "/data/coco:/workspace/coco:ro", "-e", "/w/s.yaml"],
+        ["model", "dino", "train", "-e", "/w/s.yaml", "--volume", "/data/coco:/workspace/coco:ro"],
     ],
 )
 def test_volume_option_is_taken_out_anywhere_in_the_args(argv: list[str]) -> None:
+    # as the 6.x launcher does, in its group grammar (the flat grammar: tests/unit/test_grammar.py)
     assert parse_task_argv(argv, TASKS) == TaskRequest(
-        None,
+        "model",
         "dino",
         ("dino", "train", "-e", "/w/s.yaml"),
         "train",
@@ -149,13 +150,13 @@ def test_volume_options_keep_their_order_and_rw_is_read_write() -> None:
 
 
 def test_volume_alone_after_the_task_still_opens_a_shell_with_the_mount() -> None:
-    assert parse_task_argv(["dino", "--volume", "/d:/w/d"], TASKS) == TaskRequest(
-        None, "dino", (), None, (Mount("/d", "/w/d"),)
+    assert parse_task_argv(["model", "dino", "--volume", "/d:/w/d"], TASKS) == TaskRequest(
+        "model", "dino", (), None, (Mount("/d", "/w/d"),)
     )
 
 
 def test_volume_inside_a_run_command_is_taken_out_too() -> None:
-    request = parse_task_argv(["dino", "run", "ls", "--volume", "/d:/w/d", "/w/d"], TASKS)
+    request = parse_task_argv(["model", "dino", "run", "ls", "--volume", "/d:/w/d", "/w/d"], TASKS)
     assert (request.command, request.extra_mounts) == (("ls", "/w/d"), (Mount("/d", "/w/d"),))
 
 
@@ -164,18 +165,18 @@ def test_volume_inside_a_run_command_is_taken_out_too() -> None:
 )
 def test_bad_volume_value_is_a_usage_error(value: str) -> None:
     with pytest.raises(UsageError) as info:
-        parse_task_argv(["dino", "train", "--volume", value], TASKS)
+        parse_task_argv(["model", "dino", "train", "--volume", value], TASKS)
     assert str(info.value) == f"--volume {value}: expected SRC:/container/path[:ro]"
 
 
 def test_volume_with_an_empty_source_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
-        parse_task_argv(["dino", "train", "--volume", ":/workspace/data"], TASKS)
+        parse_task_argv(["model", "dino", "train", "--volume", ":/workspace/data"], TASKS)
 
 
 def test_volume_without_a_value_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
-        parse_task_argv(["dino", "train", "-e", "/w/s.yaml", "--volume"], TASKS)
+        parse_task_argv(["model", "dino", "train", "-e", "/w/s.yaml", "--volume"], TASKS)
 
 
 # ---------------------------------------------------------------------------------------------- env values
@@ -312,7 +313,7 @@ def test_local_dry_run_resolves_mount_sources_on_this_machine(
         '{"Mounts": [{"source": "~/tao/data", "destination": "/workspace/data", "read_only": true},'
         ' {"source": "results", "destination": "/workspace/results"}]}'
     )
-    plan = _plan(["dino", "train", "--volume", "/srv/coco:/workspace/coco:ro"], config)
+    plan = _plan(["model", "dino", "train", "--volume", "/srv/coco:/workspace/coco:ro"], config)
     assert plan.spec.mounts == (
         BoundMount("/home/tester/tao/data", "/workspace/data", read_only=True),
         BoundMount(f"{tmp_path}/results", "/workspace/results"),
@@ -337,7 +338,7 @@ def test_remote_dry_run_shows_mount_sources_as_written(monkeypatch: pytest.Monke
 def test_volume_onto_a_destination_of_the_mounts_file_is_a_usage_error() -> None:
     config = _config('{"Mounts": [{"source": "/srv/data", "destination": "/workspace/data"}]}')
     with pytest.raises(UsageError) as info:
-        _plan(["dino", "train", "--volume", "/other:/workspace/data/"], config)
+        _plan(["model", "dino", "train", "--volume", "/other:/workspace/data/"], config)
     assert str(info.value) == "two mounts have the destination /workspace/data/"
 
 
