@@ -214,6 +214,7 @@ def test_a_tasks_own_help_after_the_task_name_reaches_the_task(home: Path, mount
         "-v", f"{home}/tao/data:/workspace/data:ro",
         "-v", "/srv/results:/workspace/results",
         "--env-file", "<env-file>",
+        "-e", "TAO_CLIENT_TYPE=launcher",
         "nvcr.io/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5",
         "detectnet_v2", "train", "--help",
     ]  # fmt: skip

@@ -252,6 +252,7 @@ def test_dry_run_plan_of_a_flat_task_is_a_labelled_attached_run_on_all_gpus() ->
         interactive=False,
         detach=False,
         labels=spec.labels,
+        fixed_env=(("TAO_CLIENT_TYPE", "launcher"),),  # as the launcher sets it in every container
     )
     assert (plan.host, plan.env_values, plan.secret_names, plan.notes) == ("local", {}, frozenset(), ())
 
