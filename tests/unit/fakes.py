@@ -28,7 +28,6 @@ import shlex
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from taoremote.hosts import Completed, Executor
 
@@ -57,6 +56,14 @@ class Prefix:
 ArgvPattern = tuple[str, ...] | Prefix
 
 
+class _Any:
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: object = _Any()  # an Expect field that is not checked
+
+
 @dataclass(frozen=True)
 class Expect:
     """One scripted call: which method with which argv, and what it answers (or raises)."""
@@ -69,24 +76,28 @@ class Expect:
     raises: BaseException | None = None
     block: threading.Event | None = None  # answer only once the test sets it
     tty: bool | None = None  # stream: the tty flag it must get (None: either)
+    stdin: object = ANY  # run: what it must be fed (a str; None: nothing; ANY: not checked)
     values: Mapping[str, str] | None = None  # hand_off_env: the values it must get
     path: str | None = None  # hand_off_env: the env-file path it answers
     then: Callable[[], None] | None = None  # runs when the call is made, before it answers
 
-    def matches(self, method: str, argv: tuple[str, ...], *, tty: bool | None, values: Any) -> bool:
-        if method != self.method:
+    def matches(self, call: Call) -> bool:
+        if call.method != self.method:
             return False
-        if method == "hand_off_env":
-            return self.values is None or dict(self.values) == dict(values)
-        ok = self.argv.matches(argv) if isinstance(self.argv, Prefix) else tuple(self.argv) == argv
-        return ok and (self.tty is None or self.tty == tty)
+        if call.method == "hand_off_env":
+            return self.values is None or dict(self.values) == dict(call.values or {})
+        pattern = self.argv
+        ok = pattern.matches(call.argv) if isinstance(pattern, Prefix) else tuple(pattern) == call.argv
+        fed = self.stdin is ANY or self.stdin == call.stdin
+        return ok and fed and (self.tty is None or self.tty == call.tty)
 
     def __str__(self) -> str:
         if self.method == "hand_off_env":
             shown = "any values" if self.values is None else sorted(self.values)
             return f"hand_off_env({shown})"
         argv = str(self.argv) if isinstance(self.argv, Prefix) else shlex.join(self.argv)
-        return f"{self.method}: {argv}"
+        fed = "" if self.stdin is ANY else f" (stdin={self.stdin!r})"
+        return f"{self.method}: {argv}{fed}"
 
 
 def run(
@@ -97,9 +108,10 @@ def run(
     stderr: str = "",
     raises: BaseException | None = None,
     block: threading.Event | None = None,
+    stdin: object = ANY,
     then: Callable[[], None] | None = None,
 ) -> Expect:
-    return Expect("run", argv, rc, stdout, stderr, raises, block, then=then)
+    return Expect("run", argv, rc, stdout, stderr, raises, block, stdin=stdin, then=then)
 
 
 def stream(
@@ -126,8 +138,7 @@ def hand_off(
     path: str | None = "/fake/taoremote-env/env",
     raises: BaseException | None = None,
 ) -> Expect:
-    """hand_off_env with non-empty values (None: any). With no values it answers None unscripted,
-    as every real executor does without touching the host."""
+    """hand_off_env of an env-file holding these values (None: any); it answers PATH."""
     return Expect("hand_off_env", raises=raises, values=values, path=path)
 
 
@@ -140,6 +151,7 @@ class Call:
     timeout: float | None = None
     tty: bool | None = None
     values: Mapping[str, str] | None = None
+    stdin: str | None = None
 
 
 class FakeExecutor:
@@ -153,12 +165,17 @@ class FakeExecutor:
         *script: Expect,
         host: str = "local",
         follow_detached: bool | None = None,
+        env_file_on_create: bool | None = None,
         ordered: bool = True,
     ) -> None:
         self.script: list[Expect] = list(script)
         self.host = host
         # as the real ones: SSH (any host but this machine) follows detached jobs
         self.follow_detached = host != "local" if follow_detached is None else follow_detached
+        # as the real ones: over SSH the command that creates the container writes the env-file from
+        # its stdin (pending_env_file gives the content); locally hand_off_env has written it already
+        self.env_file_on_create = host != "local" if env_file_on_create is None else env_file_on_create
+        self._pending: dict[str, str] = {}
         self.ordered = ordered
         self.calls: list[Call] = []  # every call made, scripted or not
         self.closed = 0
@@ -167,8 +184,10 @@ class FakeExecutor:
 
     # --- the Executor protocol --------------------------------------------------------------------
 
-    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> Completed:
-        expect = self._take(Call("run", tuple(argv), timeout=timeout))
+    def run(
+        self, argv: Sequence[str], *, timeout: float | None = None, stdin: str | None = None
+    ) -> Completed:
+        expect = self._take(Call("run", tuple(argv), timeout=timeout, stdin=stdin))
         return Completed(self.host, tuple(argv), expect.returncode, expect.stdout, expect.stderr)
 
     def stream(self, argv: Sequence[str], *, tty: bool = False) -> int:
@@ -178,10 +197,20 @@ class FakeExecutor:
         expect = self._take(Call("run_visible", tuple(argv)))
         return Completed(self.host, tuple(argv), expect.returncode, "", expect.stderr)
 
-    def hand_off_env(self, values: Mapping[str, str]) -> str | None:
-        if not values:
-            return None
-        return self._take(Call("hand_off_env", values=dict(values))).path
+    def hand_off_env(self, content: str) -> str:
+        # scripted by the values the env-file holds (`NAME=value` lines; `#` lines are comments)
+        values = dict(ln.split("=", 1) for ln in content.splitlines() if ln and not ln.startswith("#"))
+        path = self._take(Call("hand_off_env", values=values)).path
+        assert path is not None, "hand_off_env always answers a path"
+        if self.env_file_on_create:
+            with self._lock:
+                self._pending[path] = content
+        return path
+
+    def pending_env_file(self, path: str) -> str | None:
+        """Bookkeeping, not a call to the host: answered unscripted, as the real executors do."""
+        with self._lock:
+            return self._pending.get(path)
 
     def close(self) -> None:
         with self._lock:
@@ -204,12 +233,10 @@ class FakeExecutor:
     def _match(self, call: Call) -> Expect:
         candidates = self.script[:1] if self.ordered else self.script
         for index, expect in enumerate(candidates):
-            if expect.matches(call.method, call.argv, tty=call.tty, values=call.values):
+            if expect.matches(call):
                 return self.script.pop(index)
         shown = _describe(call)
-        if self.ordered and any(
-            e.matches(call.method, call.argv, tty=call.tty, values=call.values) for e in self.script
-        ):
+        if self.ordered and any(e.matches(call) for e in self.script):
             problem = f"{self.host}: {shown} came out of order; the next scripted call is {self.script[0]}"
         elif self.script:
             problem = f"{self.host}: unexpected {shown}; still scripted: " + "; ".join(map(str, self.script))
@@ -243,8 +270,10 @@ class FakeExecutor:
 def _describe(call: Call) -> str:
     if call.method == "hand_off_env":
         return f"hand_off_env({sorted(call.values or {})})"
-    tty = f" (tty={call.tty})" if call.method == "stream" else ""
-    return f"{call.method}: {shlex.join(call.argv)}{tty}"
+    extra = f" (tty={call.tty})" if call.method == "stream" else ""
+    if call.stdin is not None:
+        extra = f" (stdin={call.stdin!r})"
+    return f"{call.method}: {shlex.join(call.argv)}{extra}"
 
 
 def opener(*fakes: FakeExecutor) -> Callable[..., FakeExecutor]:

@@ -75,7 +75,7 @@ def test_scripted_calls_are_answered_as_scripted() -> None:
         run(("docker", "rm", "j"), rc=1, stderr="gone\n"),
         host="gpu1",
     ) as ex:
-        assert ex.hand_off_env({"KEY": "v"}) == "/h/env"
+        assert ex.hand_off_env("KEY=v\n") == "/h/env"
         assert ex.run(PS, timeout=5) == Completed("gpu1", PS, 0, "row\n", "")
         assert ex.stream(["docker", "logs", "-f", "j"]) == 3
         assert ex.run_visible(("docker", "pull", "img")) == Completed(
@@ -86,9 +86,26 @@ def test_scripted_calls_are_answered_as_scripted() -> None:
     assert ex.calls[1].timeout == 5
 
 
-def test_no_env_values_need_no_script_as_no_real_executor_touches_the_host() -> None:
-    with FakeExecutor() as ex:
-        assert ex.hand_off_env({}) is None
+def test_an_env_file_written_by_hand_off_env_needs_no_stdin() -> None:
+    with FakeExecutor(hand_off({"A": "1"}, path="/h/env")) as ex:
+        assert ex.pending_env_file(ex.hand_off_env("A=1\n# comment\n")) is None
+
+
+def test_over_ssh_the_env_file_is_written_by_the_create_from_its_stdin() -> None:
+    # as ssh.SshExecutor: the content waits for the command that creates the container
+    with FakeExecutor(hand_off({"A": "1"}, path="/h/env"), host="gpu1") as ex:
+        assert ex.pending_env_file(ex.hand_off_env("A=1\n")) == "A=1\n"
+        assert ex.pending_env_file("/other") is None
+
+
+def test_stdin_is_checked_when_scripted() -> None:
+    with FakeExecutor(run(("sh", "-c", "cat"), stdin="A=1\n"), run(("true",), stdin=None)) as ex:
+        ex.run(("sh", "-c", "cat"), stdin="A=1\n")
+        ex.run(("true",))
+    assert [c.stdin for c in ex.calls] == ["A=1\n", None]
+    ex = FakeExecutor(run(("sh", "-c", "cat"), stdin="A=1\n"))
+    with pytest.raises(UnexpectedCall, match=r"unexpected run: sh -c cat \(stdin='B=2\\n'\)"):
+        ex.run(("sh", "-c", "cat"), stdin="B=2\n")
 
 
 def test_a_prefix_matches_argv_whose_tail_the_test_cannot_know() -> None:
@@ -167,7 +184,7 @@ def test_the_wrong_tty_fails() -> None:
 def test_other_env_values_fail() -> None:
     ex = FakeExecutor(hand_off({"A": "1"}))
     with pytest.raises(UnexpectedCall, match=r"hand_off_env\(\['B'\]\)"):
-        ex.hand_off_env({"B": "1"})
+        ex.hand_off_env("B=1\n")
 
 
 def test_a_clean_run_passes_verify() -> None:
