@@ -86,6 +86,7 @@ def remote_processes(sshd_pid: int, run: Callable[[], object], tmp: Path, title:
     tracer = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
         time.sleep(0.5)  # attached (strace prints nothing with -q; half a second is ample)
+        client_start = time.time()
         run()
     finally:
         tracer.send_signal(signal.SIGINT)  # detaches from sshd, which goes on
@@ -94,7 +95,11 @@ def remote_processes(sshd_pid: int, run: Callable[[], object], tmp: Path, title:
         except subprocess.TimeoutExpired:
             tracer.kill()
             tracer.wait()
-    return _timeline(out, f"the programs the host runs for `{title}`") if out.exists() else []
+    if not out.exists():
+        return []
+    return _timeline(
+        out, f"what the host runs for `{title}` (from the client's start; sshd: the connection)", client_start
+    )
 
 
 def _unescape(arg: str) -> str:
@@ -102,7 +107,8 @@ def _unescape(arg: str) -> str:
     return arg.encode("latin-1").decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
 
 
-def _timeline(out: Path, title: str) -> list[list[str]]:
+def _timeline(out: Path, title: str, origin: float | None = None) -> list[list[str]]:
+    """Print each exec'd program's start (from `origin`, else the first exec) and wall time."""
     started: dict[str, tuple[float, list[str]]] = {}
     spans: list[tuple[float, float, list[str]]] = []
     for line in out.read_text(errors="replace").splitlines():
@@ -114,8 +120,8 @@ def _timeline(out: Path, title: str) -> list[list[str]]:
     out.unlink()
     if not spans:
         return []
-    origin = min(s[0] for s in spans)
-    log(f"\n   strace -f -e trace=execve: {title} (start, wall time, argv)")
+    origin = min(s[0] for s in spans) if origin is None else origin
+    log(f"\n   strace -f -e trace=execve, {title}: start, wall time, argv")
     for t0, t1, args in sorted(spans):
         shown = shlex.join(args[:4]) + (" …" if len(args) > 4 else "")
         log(f"     +{t0 - origin:6.3f} s  {(t1 - t0) * 1000:6.0f} ms  {shown}")

@@ -6,9 +6,10 @@ Every simulated host shares this machine's dockerd, so each lists the same jobs;
 
 from __future__ import annotations
 
+import resource
 import shlex
 
-from benchmarks.harness import Bench, Cmd, Row, alternate, log
+from benchmarks.harness import Bench, Cmd, Row, alternate, fmt_s, log, run_once
 from benchmarks.remote import SimHosts
 
 
@@ -25,6 +26,15 @@ def run(b: Bench, sim: SimHosts, sizes: list[int], ps_argv: list[str]) -> None:
     floor = Cmd.of("ssh h1 docker ps", sim.ssh("h1", shlex.join(ps_argv)), env=b.env)
     s = alternate([*cmds, floor], b.runs(8))
     last = sizes[-1]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    elapsed, _ = run_once(cmds[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    log(
+        f"   one list over {last} hosts: {fmt_s(elapsed)} wall, of which the taoremote process used "
+        f"{fmt_s(cpu)} of CPU (user+sys: SSH handshakes and crypto); the 2 cores also run "
+        f"{last} sshd sessions, {last} `docker ps` and the latency proxy"
+    )
     b.add(
         *(
             Row(
