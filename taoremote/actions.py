@@ -21,9 +21,9 @@ from taoremote.output import Format, render, render_mapping
 from taoremote.signals import HungUp
 
 if TYPE_CHECKING:
-    from taoremote.cli import Globals
     from taoremote.config import MountsConfig
     from taoremote.paths import ResultsDir
+    from taoremote.settings import Globals
 
 T = TypeVar("T")
 HOST_DEADLINE_S = 30.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +12,7 @@ from typer.core import TyperGroup
 
 from taoremote import __version__
 from taoremote.errors import Interrupted, TaoRemoteError, UsageError
+from taoremote.settings import Globals
 
 HELP = """Launch NVIDIA TAO Toolkit tasks in GPU containers, on this machine or on SSH hosts.
 
@@ -75,21 +75,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-@dataclass(frozen=True)
-class Globals:
-    mounts: str | None
-    hosts: tuple[str, ...]
-    ssh_config: str | None
-    image: str | None
-    gpus: str
-    detach: bool
-    dry_run: bool
-    preflight: bool
-    fmt: str
-    clean_results: bool = False
-    yes: bool = False
 
 
 def _version(value: bool) -> None:

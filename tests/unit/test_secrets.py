@@ -79,7 +79,7 @@ def test_loading_the_mounts_file_registers_its_secret_values_and_hides_from_env_
     from pathlib import Path
 
     from taoremote import actions
-    from taoremote.cli import Globals
+    from taoremote.settings import Globals
 
     path = Path(str(tmp_path)) / "m.json"
     path.write_text(
