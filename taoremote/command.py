@@ -95,6 +95,29 @@ def build_then_delete_env_file_argv(argv: Sequence[str], env_file: str) -> tuple
     return ("sh", "-c", script, env_file, *argv)
 
 
+# The last line of an env-file sent on stdin (docker skips `#` lines): a file without it is incomplete.
+ENV_FILE_END = "# taoremote: end of env-file\n"
+STALE_ENV_FILE_MIN = 10  # an env-file directory this old belongs to no launch under way: a dropped link's
+
+
+def build_write_env_file_then_argv(argv: Sequence[str], env_file: str) -> tuple[str, ...]:
+    """Write the env-file from stdin (ending in ENV_FILE_END) into a new private directory, run
+    `docker run -d`/`docker create`, and delete it, in one command: no SFTP, no round trip more, and
+    no value in any argv. SIGHUP is ignored, so a dropped link still ends with the file gone; files
+    that a killed command left behind (older than STALE_ENV_FILE_MIN) are removed on the way."""
+    script = (
+        'trap "" HUP; f=$0; d=${f%/*}; umask 077; mkdir -p "${d%/*}"; '
+        f'find "${{d%/*}}" -maxdepth 1 -name "taoremote-env-*" -mmin +{STALE_ENV_FILE_MIN} '
+        "-exec rm -rf {} + 2>/dev/null; "
+        'mkdir "$d" || exit 125; '
+        f'if cat > "$f" && [ "$(tail -n 1 "$f")" = "{ENV_FILE_END.strip()}" ]; '
+        'then umask 022; "$@"; rc=$?; '
+        'else echo "taoremote: the env-file did not arrive whole" >&2; rc=125; fi; '
+        'rm -rf "$d"; exit $rc'
+    )
+    return ("sh", "-c", script, env_file, *argv)
+
+
 def build_start_attached_argv(name: str, *, interactive: bool) -> tuple[str, ...]:
     # exits with the container's own exit code, like an attached `docker run`
     return ("docker", "start", "--attach", *(["--interactive"] if interactive else []), name)

@@ -10,10 +10,12 @@ from taoremote.command import (
     RunSpec,
     build_clean_dir_argv,
     build_create_argv,
+    build_inspect_state_argv,
     build_logs_argv,
     build_ps_argv,
     build_rm_argv,
     build_run_argv,
+    build_start_argv,
     build_start_attached_argv,
     build_stop_argv,
     build_then_delete_env_file_argv,
@@ -182,9 +184,10 @@ def test_ps_filters_by_label_without_truncation_and_names_fields() -> None:
     assert '"command":{{json (.Label "taoremote.command")}}' in PS_TEMPLATE
 
 
-def test_create_has_the_run_flags_and_start_attaches() -> None:
+def test_create_has_the_run_flags_but_no_rm_and_start_attaches() -> None:
+    # no --rm: a job that outlives its client (SIGHUP) keeps its exit code and logs (DESIGN.md §3)
     assert build_create_argv(_spec(detach=True, interactive=True, tty=True, env_file="/tmp/e")) == (
-        "docker", "create", "--rm", "--init", "-i", "-t",
+        "docker", "create", "--init", "-i", "-t",
         "--name", "taoremote-detectnet_v2-0a1b2c3d",
         "--label", "taoremote.job=0a1b2c3d",
         "--gpus", "all",
@@ -203,7 +206,13 @@ def test_create_has_the_run_flags_and_start_attaches() -> None:
 
 def test_stop_rm_logs_wait_argv() -> None:
     assert build_stop_argv(["a", "b"]) == ("docker", "stop", "--time", "10", "a", "b")
-    assert build_rm_argv(["a"]) == ("docker", "rm", "--force", "a")
+    assert build_rm_argv(["a"], force=True) == ("docker", "rm", "--force", "a")
+    # what must never kill a job (prune) removes without force: docker refuses a running container
+    assert build_rm_argv(["a", "b"], force=False) == ("docker", "rm", "a", "b")
+    assert build_start_argv("a") == ("docker", "start", "a")
+    assert build_inspect_state_argv("a") == (
+        "docker", "container", "inspect", "--format", "{{json .State}}", "a",
+    )  # fmt: skip
     assert build_logs_argv("a", follow=True) == ("docker", "logs", "--follow", "a")
     assert build_logs_argv("a", follow=False) == ("docker", "logs", "a")
     assert build_wait_argv("a") == ("docker", "wait", "a")
