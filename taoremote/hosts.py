@@ -14,62 +14,12 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 from taoremote.errors import DockerError, HostError
+from taoremote.executor import Completed, Executor
 from taoremote.signals import HungUp
 
-
-@dataclass(frozen=True)
-class Completed:
-    host: str
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-class Executor(Protocol):
-    host: str
-    # True where the link to the host can drop (SSH): jobs then start detached and are followed,
-    # so a lost connection never takes the job with it.
-    follow_detached: bool
-
-    def run(
-        self, argv: Sequence[str], *, timeout: float | None = None, stdin: str | None = None
-    ) -> Completed:
-        """Run to completion, output captured; stdin: what the command reads (else nothing)."""
-        ...
-
-    def stream(
-        self,
-        argv: Sequence[str],
-        *,
-        tty: bool = False,
-    ) -> int:
-        """Run with output going to our stdout/stderr; return the exit code.
-
-        An interruption ends the command (locally the child is reaped) and propagates; stopping the
-        job is the caller's business (jobs.launch_job), so a reattached `logs -f` leaves it running.
-        """
-        ...
-
-    def run_visible(self, argv: Sequence[str]) -> Completed:
-        """Run with stdout shown live (progress) and stderr captured (to turn into one clear error)."""
-        ...
-
-    def hand_off_env(self, content: str) -> str:
-        """A private 0600 env-file on the host for this content; its path. Locally it is written at
-        once; over SSH the command that creates the container writes it (see pending_env_file)."""
-        ...
-
-    def pending_env_file(self, path: str) -> str | None:
-        """The content that the command using `path` must write there from its stdin (None: the file
-        is on the host already): no SFTP needed, and nothing on the host before or after that command."""
-        ...
-
-    def close(self) -> None: ...
+__all__ = ["Completed", "Executor", "LocalExecutor", "evaluate_ssh_config", "open_executor"]
 
 
 class LocalExecutor:
@@ -255,4 +205,5 @@ def open_executor(host: str | None, *, ssh_config: str | None = None) -> Executo
         return LocalExecutor()
     from taoremote.ssh import SshExecutor  # deferred: fabric/paramiko cost more start-up than the rest
 
-    return SshExecutor(host, ssh_config=ssh_config)
+    # ssh -G runs here, the one module that starts processes; ssh.py gets the means, not the import
+    return SshExecutor(host, ssh_config=ssh_config, evaluate=evaluate_ssh_config)

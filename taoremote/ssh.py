@@ -1,7 +1,9 @@
 """SSH hosts: SshExecutor runs argv on a remote host through fabric/paramiko, shell-joined exactly once.
 
 Imported only when a remote host is used (hosts.open_executor): fabric and paramiko cost more
-start-up time than everything else together. Host keys are checked as OpenSSH checks them.
+start-up time than everything else together. ssh config is evaluated by the local OpenSSH client
+where there is one (`Include`, `Match`), host keys are checked as OpenSSH checks them, and a link
+that stops answering for ServerAliveInterval x ServerAliveCountMax is given up, as OpenSSH does.
 """
 
 from __future__ import annotations
@@ -9,59 +11,59 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pwd
 import secrets
 import shlex
 import socket
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import fabric
 import paramiko
 
-from taoremote.errors import DockerError, HostError, LinkLostError
-from taoremote.hosts import Completed
+from taoremote import known_hosts
+from taoremote.errors import DockerError, HostError, LinkLostError, UsageError
+from taoremote.executor import Completed
 from taoremote.signals import OutputClosed
+from taoremote.ssh_config import (
+    HostKeyPolicy,
+    host_block,
+    host_key_policy,
+    keepalive,
+    openssh_g_argv,
+    parse_host_spec,
+    parse_openssh_g,
+    proxy_jump_hosts,
+)
 
 if TYPE_CHECKING:
     from fabric import Connection
 
+__all__ = ["HostKeyPolicy", "SshExecutor", "describe_ssh_failure", "parse_host_spec"]
 
 DEFAULT_CONNECT_TIMEOUT_S = 10
-KEEPALIVE_S = 15  # long `logs -f` sessions must survive idle NAT links
-LINK_TIMEOUT_S = 60
-GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
-
-
-@dataclass(frozen=True)
-class HostKeyPolicy:
-    strict: str  # "yes" | "accept-new" | "no"
-    known_hosts: tuple[str, ...]  # UserKnownHostsFile: the first one is where accept-new records keys
-    global_known_hosts: tuple[str, ...] = ()
-
-
-def parse_host_spec(spec: str) -> tuple[str | None, str, int | None]:
-    """`[user@]host[:port]` -> (user, host, port); an ~/.ssh/config alias is just a host."""
-    user, _, rest = spec.rpartition("@")
-    host, port = rest, None
-    if rest.startswith("["):  # [ipv6]:port
-        inner, _, tail = rest[1:].partition("]")
-        host, port = inner, int(tail[1:]) if tail.startswith(":") and tail[1:].isdigit() else None
-    elif rest.count(":") == 1:
-        name, _, port_text = rest.partition(":")
-        if not port_text.isdigit():
-            raise HostError(f"--host {spec}: port must be a number")
-        host, port = name, int(port_text)
-    if not host:
-        raise HostError(f"--host {spec!r}: no host name")
-    return user or None, host, port
+LINK_TIMEOUT_S = 60  # unacknowledged data for this long drops the link (TCP_USER_TIMEOUT)
+INTERRUPTED_CALL_GRACE_S = 5  # Ctrl-C during a create: time for it to finish, so it can be stopped by name
+# env-files live under the login directory's .cache (not /tmp: a snap docker has a private /tmp)
+ENV_DIR_PREFIX = ".cache/taoremote-env-"
+# OpenSSH refuses a packet over 256 KiB: a longer command would drop the connection unstarted
+MAX_COMMAND_BYTES = 250_000
 
 
 class SshExecutor:
     follow_detached = True
 
-    def __init__(self, spec: str, *, ssh_config: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: str,
+        *,
+        ssh_config: str | None = None,
+        evaluate: Callable[[Sequence[str]], Completed | None] | None = None,
+    ) -> None:
+        """evaluate: runs `ssh -G` (hosts.evaluate_ssh_config); None, or no OpenSSH client: paramiko
+        reads the ssh config files itself (no Include)."""
         # paramiko logs transport failures from its own thread to stderr ("Exception (client): ..."),
         # next to the one clear line we print for the same failure: keep them out of the terminal.
         paramiko_log = logging.getLogger("paramiko")
@@ -72,9 +74,17 @@ class SshExecutor:
         user, hostname, port = parse_host_spec(spec)
         if ssh_config and not os.path.isfile(ssh_config):
             raise HostError(f"--ssh-config {ssh_config}: no such file")
+        evaluated = None
+        if evaluate is not None:
+            evaluated = openssh_config_text(spec, hostname, user, port, ssh_config, evaluate)
         try:
-            config = fabric.Config(runtime_ssh_path=ssh_config) if ssh_config else fabric.Config()
-            self._conn = fabric.Connection(hostname, user=user, port=port, config=config)
+            if evaluated is not None:
+                config = fabric.Config(ssh_config=paramiko.SSHConfig.from_text(evaluated))
+            elif ssh_config:
+                config = fabric.Config(runtime_ssh_path=ssh_config)
+            else:
+                config = fabric.Config()
+            self._conn: Connection = fabric.Connection(hostname, user=user, port=port, config=config)
         except Exception as exc:  # paramiko/fabric raise plain errors for bad ssh_config content
             raise HostError(f"host {spec}: bad ssh configuration: {exc}") from None
         ssh_cfg = self._conn.ssh_config
@@ -84,95 +94,151 @@ class SshExecutor:
         # says nothing (a hung sshd, a wrong port) must fail within ConnectTimeout too, never hang.
         self._conn.connect_kwargs.update(banner_timeout=self._timeout, auth_timeout=self._timeout)
         self._secure(self._conn)
-        self._sftp: paramiko.SFTPClient | None = None
+        self._watch: _LinkWatch | None = None
+        self._env_files: dict[str, str] = {}  # path -> content, written by the command that reads it
 
     def _secure(self, conn: Connection) -> None:
         """fabric's default is AutoAddPolicy with known_hosts ignored; put OpenSSH's rules back.
         A ProxyJump gateway is a Connection of its own, with its own Host block: secured the same way."""
         client: paramiko.SSHClient = conn.client
-        policy = _host_key_policy(conn.ssh_config)
-        if policy.strict == "no":
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        else:
-            first, *others = policy.known_hosts
-            if os.path.isfile(first):
-                client.load_host_keys(first)  # the file accept-new appends to
-            for path in [*others, *policy.global_known_hosts]:
-                if os.path.isfile(path):
-                    _merge_keys(client, path)
-            missing = _AcceptNewPolicy(first) if policy.strict == "accept-new" else paramiko.RejectPolicy()
-            client.set_missing_host_key_policy(missing)
+        policy = host_key_policy(conn.ssh_config)
+        name = known_hosts.lookup_name(conn.host, int(conn.port or 22))
+        known: list[known_hosts.KnownKey] = []
+        for path in (*policy.known_hosts, *policy.global_known_hosts):
+            with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="utf-8") as fh:
+                known += known_hosts.parse_known_hosts(fh.read())
+        keys = known_hosts.keys_for(known, name)
+        store = client.get_host_keys()
+        for entry in keys.trusted:
+            with contextlib.suppress(Exception):  # a key type paramiko cannot load is skipped, as ssh does
+                key = paramiko.PKey.from_type_string(entry.keytype, entry.blob)
+                store.add(name, key.get_name(), key)
+        # a key already in the store is compared by paramiko itself: a CHANGED key always fails, even
+        # with StrictHostKeyChecking no, since secrets are about to be sent
+        client.set_missing_host_key_policy(_MissingKeyPolicy(policy, keys))
         gateway = getattr(conn, "gateway", None)
         if gateway is not None and hasattr(gateway, "client"):
             self._secure(gateway)
 
-    def _open(self) -> None:
-        if self._conn.is_connected:
-            return
+    def _open(self) -> paramiko.Transport:
+        transport: paramiko.Transport | None = self._conn.transport
+        if self._conn.is_connected and transport is not None:
+            return transport
         try:
             self._conn.open()
         except Exception as exc:
             raise HostError(describe_ssh_failure(self.host, self._conn, exc, self._timeout)) from None
         transport = self._conn.transport
-        with contextlib.suppress(AttributeError, OSError):
-            # paramiko leaves Nagle on: each small command/exit message then waits ~40 ms for an ACK
-            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # paramiko's keepalives want no reply, so a vanished host is noticed only when TCP gives up
-            # (~15 min); unacknowledged data for LINK_TIMEOUT_S drops the link instead.
-            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, LINK_TIMEOUT_S * 1000)
-        if transport is not None:
-            interval = self._conn.ssh_config.get("serveraliveinterval")
-            transport.set_keepalive(int(interval) if interval and interval.isdigit() else KEEPALIVE_S)
+        assert transport is not None
+        sock = transport.sock
+        if isinstance(sock, socket.socket):  # not through a ProxyJump channel or a ProxyCommand
+            with contextlib.suppress(OSError):
+                # paramiko leaves Nagle on: each small command/exit message then waits ~40 ms for an ACK
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, LINK_TIMEOUT_S * 1000)
+        interval, count = keepalive(self._conn.ssh_config)
+        self._watch = _LinkWatch(transport, interval, count)
+        return transport
 
-    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> Completed:
-        self._open()
+    # ------------------------------------------------------------------------------------------ commands
+
+    def run(
+        self, argv: Sequence[str], *, timeout: float | None = None, stdin: str | None = None
+    ) -> Completed:
+        command = _encode(shlex.join(argv), "an argument")
+        data = _encode(stdin, "an env value") if stdin is not None else None
+        if len(command) > MAX_COMMAND_BYTES:
+            raise UsageError(
+                f"the command is {len(command) // 1024} KiB; an SSH server takes at most 256 KiB in one "
+                "command: pass long arguments in a file"
+            )
+        transport = self._open()
         try:
-            result = self._conn.run(shlex.join(argv), hide=True, warn=True, in_stream=False, timeout=timeout)
-        except Exception as exc:
-            raise self._link_error(exc, timeout) from None
-        return Completed(self.host, tuple(argv), result.exited, result.stdout, result.stderr)
+            channel = transport.open_session(timeout=self._timeout)
+            channel.exec_command(command)
+        except Exception as exc:  # nothing ran: never claim a job keeps running
+            raise HostError(
+                f"host {self.host}: the command could not be started ({self._why(exc)})"
+            ) from None
+        code, out, err = self._collect(channel, transport, data, timeout)
+        return Completed(self.host, tuple(argv), code, _decode(out), _decode(err))
 
-    def stream(
+    def _collect(
         self,
-        argv: Sequence[str],
-        *,
-        tty: bool = False,
-    ) -> int:
-        self._open()
+        channel: paramiko.Channel,
+        transport: paramiko.Transport,
+        data: bytes | None,
+        timeout: float | None,
+    ) -> tuple[int, bytes, bytes]:
+        out, err = bytearray(), bytearray()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            if data:
+                channel.sendall(data)
+            channel.shutdown_write()
+            while True:
+                while channel.recv_ready():
+                    out += channel.recv(65536)
+                while channel.recv_stderr_ready():
+                    err += channel.recv_stderr(65536)
+                if channel.exit_status_ready() and (channel.eof_received or channel.closed):
+                    break
+                if not transport.is_active():
+                    raise self._lost()
+                if deadline is not None and time.monotonic() > deadline:
+                    channel.close()
+                    raise DockerError(f"host {self.host}: no answer from the command within {timeout:.0f} s")
+                channel.status_event.wait(0.02)
+        except (LinkLostError, DockerError):
+            raise
+        except (OSError, EOFError, paramiko.SSHException):
+            raise self._lost() from None
+        except BaseException:
+            # Ctrl-C: a `docker create` half-way through should finish, so it can be stopped by name
+            channel.status_event.wait(INTERRUPTED_CALL_GRACE_S)
+            raise
+        while channel.recv_ready():
+            out += channel.recv(65536)
+        while channel.recv_stderr_ready():
+            err += channel.recv_stderr(65536)
+        code = channel.recv_exit_status()
+        if code == -1 and not transport.is_active():  # killed with the link, never finished
+            raise self._lost()
+        return code, bytes(out), bytes(err)
+
+    def stream(self, argv: Sequence[str], *, tty: bool = False) -> int:
+        transport = self._open()
         command = shlex.join(argv)
         if tty:
             # interactive: invoke forwards ^C to the remote PTY as \x03, which is what a shell expects
             return int(self._conn.run(command, hide=False, warn=True, pty=True).exited)
         # invoke swallows Ctrl-C while it waits and then joins reader threads that never end while
         # `docker logs -f` runs, so the command runs in a worker thread and the interrupt stays ours.
-        box: dict[str, BaseException] = {}
-        results: list[object] = []
+        errors: list[BaseException] = []
+        exits: list[int] = []
 
         def work() -> None:
             try:
-                results.append(self._conn.run(command, hide=False, warn=True, in_stream=False))
+                exits.append(int(self._conn.run(command, hide=False, warn=True, in_stream=False).exited))
             except BaseException as exc:
-                box["error"] = exc
+                errors.append(exc)
 
         worker = threading.Thread(target=work, daemon=True)
         worker.start()
-        transport = self._conn.transport
         # an interruption propagates from here; the worker's remote command ends with the job
         while worker.is_alive():
             worker.join(0.1)
-            if transport is None or not transport.is_active():
-                raise LinkLostError(f"the SSH connection to {self.host} was lost")
-        if "error" in box:
-            error = box["error"]
-            if _broken_pipe(error):
+            if not transport.is_active():
+                raise self._lost()
+        if errors:
+            if _broken_pipe(errors[0]):
                 raise OutputClosed()
-            if not isinstance(error, Exception):
-                raise error
-            raise self._link_error(error, None)
-        exited = int(getattr(results[0], "exited", -1))
-        if exited == -1 or transport is None or not transport.is_active():
-            raise LinkLostError(f"the SSH connection to {self.host} was lost")
-        return exited
+            if not isinstance(errors[0], Exception):
+                raise errors[0]
+            raise self._link_error(errors[0], None)
+        if not exits or exits[0] == -1 or not transport.is_active():
+            raise self._lost()
+        return exits[0]
 
     def run_visible(self, argv: Sequence[str]) -> Completed:
         self._open()
@@ -180,67 +246,115 @@ class SshExecutor:
             result = self._conn.run(shlex.join(argv), hide="err", warn=True, in_stream=False)
         except Exception as exc:
             raise self._link_error(exc, None) from None
+        if result.exited == -1 and not self._active():
+            raise self._lost()
         return Completed(self.host, tuple(argv), result.exited, "", result.stderr)
 
-    def _link_error(self, exc: Exception, timeout: float | None) -> TaoRemoteErrorLike:
+    def hand_off_env(self, content: str) -> str:
+        """No upload, no SFTP: the command that creates the container writes the file from its stdin
+        (build_write_env_file_then_argv), so values never sit on the host before or after it."""
+        path = f"{ENV_DIR_PREFIX}{os.getpid()}-{secrets.token_hex(8)}/env"
+        self._env_files[path] = content
+        return path
+
+    def pending_env_file(self, path: str) -> str | None:
+        return self._env_files.get(path)
+
+    # ------------------------------------------------------------------------------------------ failures
+
+    def _active(self) -> bool:
+        transport = self._conn.transport
+        return transport is not None and transport.is_active()
+
+    def _lost(self) -> LinkLostError:
+        if self._watch is not None and self._watch.silent_for:
+            return LinkLostError(
+                f"the SSH connection to {self.host} was lost (no answer for {self._watch.silent_for:.0f} s: "
+                "ServerAliveInterval x ServerAliveCountMax)"
+            )
+        return LinkLostError(f"the SSH connection to {self.host} was lost")
+
+    def _why(self, exc: BaseException) -> str:
+        return "the connection was lost" if not self._active() else f"{type(exc).__name__}: {exc}"
+
+    def _link_error(self, exc: Exception, timeout: float | None) -> HostError | LinkLostError | DockerError:
         name = type(exc).__name__
         if name == "CommandTimedOut":
             # the link is fine (keepalives), the command is stuck: as locally, a docker-side failure
             return DockerError(
                 f"host {self.host}: `{timeout:.0f} s` passed without an answer from the command"
             )
-        transport = self._conn.transport
-        if transport is None or not transport.is_active():
-            return LinkLostError(f"the SSH connection to {self.host} was lost ({name})")
+        if not self._active():
+            return self._lost()
         return HostError(f"host {self.host}: {name}: {exc}")
 
-    def _sftp_client(self) -> paramiko.SFTPClient:
-        self._open()
-        if self._sftp is None:
-            self._sftp = self._conn.sftp()
-        assert self._sftp is not None
-        return self._sftp
-
-    def hand_off_env(self, values: Mapping[str, str]) -> str | None:
-        if not values:
-            return None
-        from taoremote.command import format_env_file  # pure; imported here to keep hosts.py small
-
-        sftp = self._sftp_or_error()
-        # A private directory first: the file is never readable by others, not even for an instant.
-        # Under the login's ~/.cache, not /tmp: a snap-installed docker has a private /tmp of its own.
-        try:
-            cache = f"{sftp.normalize('.').rstrip('/')}/.cache"
-            with contextlib.suppress(OSError):
-                sftp.mkdir(cache, mode=0o700)
-            directory = f"{cache}/taoremote-env-{secrets.token_hex(8)}"
-            path = f"{directory}/env"
-            sftp.mkdir(directory, mode=0o700)
-            with sftp.open(path, "w") as fh:
-                fh.chmod(0o600)
-                fh.write(format_env_file(values))
-        except OSError as exc:
-            raise HostError(f"host {self.host}: cannot upload the env-file over SFTP: {exc}") from None
-        return path
-
-    def _sftp_or_error(self) -> paramiko.SFTPClient:
-        try:
-            return self._sftp_client()
-        except (OSError, paramiko.SSHException) as exc:
-            raise HostError(
-                f"host {self.host}: SFTP is not available ({exc}); env values travel in an env-file "
-                "over SFTP - enable `Subsystem sftp` in its sshd_config, or drop Envs from the mounts file"
-            ) from None
-
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._sftp is not None:
-                self._sftp.close()
         with contextlib.suppress(Exception):
             self._conn.close()
 
 
-TaoRemoteErrorLike = HostError | LinkLostError | DockerError
+def openssh_config_text(
+    spec: str,
+    hostname: str,
+    user: str | None,
+    port: int | None,
+    ssh_config: str | None,
+    evaluate_ssh_config: Callable[[Sequence[str]], Completed | None],
+) -> str | None:
+    """ssh config for this host as OpenSSH evaluates it (`ssh -G`), as paramiko config text; None where
+    there is no OpenSSH client. Its ProxyJump hops are evaluated the same way, each on its own."""
+    config_file = ssh_config or _own_config_file()
+    result = evaluate_ssh_config(openssh_g_argv(hostname, user=user, port=port, config_file=config_file))
+    if result is None:
+        return None
+    if result.returncode != 0:
+        why = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        raise HostError(f"host {spec}: bad ssh configuration: {why}")
+    options = _home_for_tilde(parse_openssh_g(result.stdout))
+    blocks = [host_block(hostname, options)]
+    for hop_user, hop_host, hop_port in proxy_jump_hosts(options):
+        hop = evaluate_ssh_config(
+            openssh_g_argv(hop_host, user=hop_user, port=hop_port, config_file=config_file)
+        )
+        if hop is not None and hop.returncode == 0:
+            blocks.append(host_block(hop_host, _home_for_tilde(parse_openssh_g(hop.stdout)), hop=True))
+    return "\n".join(blocks)
+
+
+def _own_config_file() -> str | None:
+    """None: ssh's own choice (~/.ssh/config of the login's home, then the system file). Where $HOME
+    is not that home (sudo -E, containers, tests), the files under $HOME are meant, as `~` is everywhere
+    else in taoremote."""
+    home = os.path.expanduser("~")
+    if home == pwd.getpwuid(os.getuid()).pw_dir:
+        return None
+    own = os.path.join(home, ".ssh", "config")
+    return own if os.path.isfile(own) else "none"
+
+
+def _home_for_tilde(options: dict[str, list[str]]) -> dict[str, list[str]]:
+    """ssh -G expands `~` in known_hosts paths to the login's home; taoremote's `~` is $HOME."""
+    login_home, home = pwd.getpwuid(os.getuid()).pw_dir.rstrip("/"), os.path.expanduser("~").rstrip("/")
+    if login_home == home:
+        return options
+    for key in ("userknownhostsfile", "globalknownhostsfile"):
+        options[key] = [
+            " ".join(home + p[len(login_home) :] if p.startswith(login_home + "/") else p for p in v.split())
+            for v in options.get(key, [])
+        ]
+    return options
+
+
+def _encode(text: str, what: str) -> bytes:
+    # surrogateescape: an argument that was not UTF-8 on our command line reaches the host byte for byte
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} holds a character that cannot be sent (a lone surrogate)") from None
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def _broken_pipe(error: object) -> bool:
@@ -249,41 +363,65 @@ def _broken_pipe(error: object) -> bool:
     return isinstance(error, BrokenPipeError) or any(isinstance(e, BrokenPipeError) for e in inner)
 
 
-def _merge_keys(client: paramiko.SSHClient, path: str) -> None:
-    # load_host_keys remembers only one file (the one accept-new writes to); others are merged in
-    extra = paramiko.HostKeys(path)
-    keys = client.get_host_keys()
-    for hostname, entries in extra.items():
-        for keytype, key in entries.items():
-            keys.add(hostname, keytype, key)
+class _LinkWatch:
+    """OpenSSH's ServerAlive: a keepalive that wants a reply every `interval` s; a link that leaves one
+    unanswered for interval x count is closed, so whatever waits on it ends with LinkLostError.
+    (paramiko's own keepalives want no reply: a frozen host would be followed forever.)"""
+
+    def __init__(self, transport: paramiko.Transport, interval: float, count: int) -> None:
+        self._transport = transport
+        self._interval = interval
+        self._limit = interval * count
+        self._asked_at: float | None = None
+        self.silent_for = 0.0  # set once the link was given up
+        threading.Thread(target=self._ping, daemon=True).start()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _ping(self) -> None:
+        while self._transport.is_active():
+            self._asked_at = time.monotonic()
+            with contextlib.suppress(Exception):
+                # OpenSSH answers an unknown request with a failure: a reply all the same
+                self._transport.global_request("keepalive@openssh.com", wait=True)
+            self._asked_at = None
+            time.sleep(self._interval)
+
+    def _watch(self) -> None:
+        while self._transport.is_active():
+            time.sleep(min(self._interval, 0.5))
+            asked = self._asked_at
+            if asked is not None and time.monotonic() - asked > self._limit:
+                self.silent_for = time.monotonic() - asked
+                with contextlib.suppress(Exception):
+                    self._transport.close()
+                return
 
 
-def _host_key_policy(ssh_cfg: Mapping[str, object]) -> HostKeyPolicy:
-    strict = str(ssh_cfg.get("stricthostkeychecking", "yes")).lower()
-    strict = {"off": "no", "false": "no", "ask": "yes", "true": "yes", "on": "yes"}.get(strict, strict)
-    user_files = _paths(ssh_cfg.get("userknownhostsfile")) or (os.path.expanduser("~/.ssh/known_hosts"),)
-    global_files = _paths(ssh_cfg.get("globalknownhostsfile")) or (GLOBAL_KNOWN_HOSTS,)
-    return HostKeyPolicy(strict, user_files, global_files)
+class RevokedHostKey(paramiko.SSHException):
+    pass
 
 
-def _paths(value: object) -> tuple[str, ...]:
-    if isinstance(value, list):
-        value = " ".join(value)
-    return tuple(os.path.expanduser(p) for p in str(value).split()) if value else ()
+class _MissingKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """A host key not among the host's known keys: refused if @revoked; else StrictHostKeyChecking
+    decides (yes: refuse, accept-new: trust and record, no: trust for this connection)."""
 
-
-class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
-    """StrictHostKeyChecking accept-new: trust and record unknown hosts; changed keys still fail."""
-
-    def __init__(self, known_hosts: str) -> None:
-        self._path = known_hosts
+    def __init__(self, policy: HostKeyPolicy, keys: known_hosts.HostKeys) -> None:
+        self._policy = policy
+        self._keys = keys
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        keys = client.get_host_keys()
-        keys.add(hostname, key.get_name(), key)
-        os.makedirs(os.path.dirname(self._path) or ".", exist_ok=True)
-        with open(self._path, "a", encoding="ascii") as fh:
-            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        if self._keys.is_revoked(key.get_name(), key.asbytes()):
+            raise RevokedHostKey(f"host key {key.get_name()} is marked @revoked in known_hosts")
+        if self._keys.trusted:  # known with other keys only: a changed host, whatever the policy
+            raise paramiko.BadHostKeyException(hostname, key, key)
+        if self._policy.strict == "yes":
+            raise paramiko.SSHException(f"Server {hostname!r} not found in known_hosts")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        if self._policy.strict == "accept-new":
+            path = self._policy.known_hosts[0]
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            with open(path, "a", encoding="ascii") as fh:
+                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
 def describe_ssh_failure(spec: str, conn: Connection, exc: Exception, timeout: float) -> str:
@@ -295,6 +433,8 @@ def describe_ssh_failure(spec: str, conn: Connection, exc: Exception, timeout: f
             f"{prefix}: HOST KEY CHANGED (got {exc.key.get_name()} {exc.key.get_fingerprint().hex()}); "
             "if the host was reinstalled, remove its old line with `ssh-keygen -R HOST` and trust it again"
         )
+    if isinstance(exc, RevokedHostKey):
+        return f"{prefix}: refused: its {exc}"
     if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
         host = getattr(conn, "host", spec)
         port = getattr(conn, "port", 22)

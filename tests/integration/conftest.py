@@ -368,7 +368,7 @@ class SshdFactory:
         self._ssh_config.write_text("\n".join(blocks))
         self.known_hosts_path.write_text("".join(h.host_key_line + "\n" for h in self._hosts.values()))
 
-    def _sshd_config(self, hostdir: Path, port: int, bin_dir: Path) -> Path:
+    def _sshd_config(self, hostdir: Path, port: int, bin_dir: Path, *, sftp: bool = True) -> Path:
         cfg = hostdir / "sshd_config"
         cfg.write_text(
             f"ListenAddress 127.0.0.1\n"
@@ -392,8 +392,9 @@ class SshdFactory:
             "MaxStartups 200:100:400\n"
             "MaxSessions 200\n"
             "LoginGraceTime 30\n"
-            # SFTP is used to upload --env-file; internal-sftp needs no extra binary.
-            "Subsystem sftp internal-sftp\n"
+            # internal-sftp needs no extra binary; hardened hosts (sftp=False) offer no SFTP at all
+            + ("Subsystem sftp internal-sftp\n" if sftp else "")
+            +
             # Each simulated host gets its own tools (fake nvidia-smi) first on PATH.
             f"SetEnv PATH={bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
             f"{self._login_env}\n"
@@ -401,8 +402,8 @@ class SshdFactory:
         )
         return cfg
 
-    def start(self, name: str) -> SshHost:
-        """Start (or return the running) sshd for host `name`."""
+    def start(self, name: str, *, sftp: bool = True) -> SshHost:
+        """Start (or return the running) sshd for host `name`; sftp=False: no SFTP subsystem."""
         if name in self._hosts and self._procs[name].poll() is None:
             return self._hosts[name]
         hostdir = self.root / name
@@ -416,7 +417,7 @@ class SshdFactory:
         last_error = ""
         for _attempt in range(5):
             port = _free_port()
-            cfg = self._sshd_config(hostdir, port, bin_dir)
+            cfg = self._sshd_config(hostdir, port, bin_dir, sftp=sftp)
             log_start = log_path.stat().st_size if log_path.exists() else 0
             with open(log_path, "ab") as log:
                 # stderr to a file, not a pipe: a pipe nobody reads would block sshd.

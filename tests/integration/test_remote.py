@@ -114,7 +114,8 @@ def test_remote_secret_never_in_any_argv_and_env_file_is_removed(tmp_path: Path,
         assert leaks == []
         name = running_job_names()[0]
         assert docker("exec", name, "sh", "-c", 'printf %s "$API_TOKEN"').stdout == SECRET
-        assert wait_for(lambda: not list(REMOTE_CACHE.glob("taoremote-env-*")), timeout=10)
+        # env-file directories carry the launching process's pid: other sessions' launches may be under way
+        assert wait_for(lambda: not list(REMOTE_CACHE.glob(f"taoremote-env-{proc.pid}-*")), timeout=10)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
@@ -287,10 +288,12 @@ def test_remote_interactive_shell_gets_a_pty(tmp_path: Path, sshd_host: SshHost)
     env = _env(tmp_path, sshd_host)
     argv = [sys.executable, "-m", "taoremote", *_remote(sshd_host, "detectnet_v2")]
     lines = ["echo remote-$((40+2)) ${#API_TOKEN}; [ -t 0 ] && echo has-tty", "exit 6"]
+    before = set(REMOTE_CACHE.glob("taoremote-env-*"))
     code, screen = run_in_terminal(argv, env, lines, ready="/ #")
     assert code == 6, screen
     assert f"remote-42 {len(SECRET)}" in screen and "has-tty" in screen
-    assert not list(REMOTE_CACHE.glob("taoremote-env-*"))
+    # the launch ran in a terminal (pid unknown): none of the env-files made meanwhile may stay
+    assert wait_for(lambda: not set(REMOTE_CACHE.glob("taoremote-env-*")) - before, timeout=10)
 
 
 def test_a_launch_uses_one_ssh_connection_and_closes_it(

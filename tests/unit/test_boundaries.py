@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "taoremote"
 MODULES = sorted(PACKAGE.rglob("*.py"))
 PURE_MODULES = (
     "command.py",
+    "known_hosts.py",
     "probe.py",
     "nvidia_smi.py",
     "cuda_table.py",

@@ -1,4 +1,4 @@
-"""The pure parts of ssh.py: --host forms and the host-key policy read from ssh config."""
+"""The pure parts of ssh_config.py: --host forms and the host-key policy read from ssh config."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import pytest
 
 from taoremote.errors import HostError
-from taoremote.ssh import GLOBAL_KNOWN_HOSTS, HostKeyPolicy, _host_key_policy, parse_host_spec
+from taoremote.ssh_config import GLOBAL_KNOWN_HOSTS, HostKeyPolicy, host_key_policy, parse_host_spec
 
 
 @pytest.mark.parametrize(
@@ -24,14 +24,14 @@ def test_host_spec_forms(spec: str, expected: tuple[str | None, str, int | None]
     assert parse_host_spec(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["gpu1:ssh", "tao@", "@:22"])
+@pytest.mark.parametrize("spec", ["gpu1:ssh", "tao@", "@:22", "-oProxyCommand=x"])
 def test_bad_host_spec_is_a_host_error(spec: str) -> None:
     with pytest.raises(HostError):
         parse_host_spec(spec)
 
 
 def test_default_policy_is_strict_with_the_users_known_hosts() -> None:
-    assert _host_key_policy({}) == HostKeyPolicy(
+    assert host_key_policy({}) == HostKeyPolicy(
         "yes", (os.path.expanduser("~/.ssh/known_hosts"),), (GLOBAL_KNOWN_HOSTS,)
     )
 
@@ -40,10 +40,10 @@ def test_default_policy_is_strict_with_the_users_known_hosts() -> None:
     ("value", "strict"), [("ask", "yes"), ("accept-new", "accept-new"), ("no", "no"), ("off", "no")]
 )
 def test_strict_host_key_checking_values(value: str, strict: str) -> None:
-    assert _host_key_policy({"stricthostkeychecking": value}).strict == strict
+    assert host_key_policy({"stricthostkeychecking": value}).strict == strict
 
 
 def test_known_hosts_files_come_from_ssh_config() -> None:
-    policy = _host_key_policy({"userknownhostsfile": "~/a /etc/b", "globalknownhostsfile": "/dev/null"})
+    policy = host_key_policy({"userknownhostsfile": "~/a /etc/b", "globalknownhostsfile": "/dev/null"})
     assert policy.known_hosts == (os.path.expanduser("~/a"), "/etc/b")
     assert policy.global_known_hosts == ("/dev/null",)
