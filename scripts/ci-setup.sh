@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this machine for the integration tests: system packages, a running
-# dockerd that accepts `--gpus`, and the locally built test images.
+# dockerd that accepts `--gpus`, the locally built test images, and a one-node
+# Slurm cluster with 2 fake GPUs whose jobs use that dockerd.
 # Called by `make test` (and so by .ci/run) before pytest. Every step is
 # idempotent; on a warm machine the whole thing takes well under a second.
 set -euo pipefail
@@ -15,7 +16,8 @@ step() {
     "$@"
 }
 
-step "1/3 packages" bash "$HERE/install-deps.sh"
-step "2/3 dockerd" bash "$HERE/start-dockerd.sh"
-step "3/3 images" bash "$HERE/build-test-images.sh"
+step "1/4 packages" bash "$HERE/install-deps.sh"
+step "2/4 dockerd" bash "$HERE/start-dockerd.sh"
+step "3/4 images" bash "$HERE/build-test-images.sh"
+step "4/4 slurm" bash "$HERE/start-slurm.sh"
 echo "ci-setup: ready in $((SECONDS - start))s"

@@ -7,12 +7,14 @@
 #   openssh-server  - sshd, to simulate remote GPU hosts on 127.0.0.1
 #   busybox-static  - a static /bin/busybox, the rootfs of the test images
 #   iproute2        - ip/tc, for network namespaces + netem in latency benchmarks
+#   slurmctld slurmd slurm-client munge
+#                   - a one-node Slurm cluster with fake GPUs (scripts/start-slurm.sh)
 #
 # Idempotent: `dpkg-query` decides; `apt-get update` runs only when something
 # must be installed, so a warm machine does no network access at all.
 set -euo pipefail
 
-PACKAGES=(docker.io openssh-server busybox-static iproute2 tmux strace)
+PACKAGES=(docker.io openssh-server busybox-static iproute2 tmux strace slurmctld slurmd slurm-client munge)
 
 installed() {
     # "install ok installed" is the only state in which the package is usable.
