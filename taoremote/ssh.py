@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pwd
 import secrets
 import shlex
 import socket
@@ -23,20 +22,11 @@ from typing import TYPE_CHECKING
 import fabric
 import paramiko
 
-from taoremote import known_hosts
 from taoremote.errors import DockerError, HostError, LinkLostError, UsageError
 from taoremote.executor import Completed
 from taoremote.signals import OutputClosed
-from taoremote.ssh_config import (
-    HostKeyPolicy,
-    host_block,
-    host_key_policy,
-    keepalive,
-    openssh_g_argv,
-    parse_host_spec,
-    parse_openssh_g,
-    proxy_jump_hosts,
-)
+from taoremote.ssh_config import HostKeyPolicy, keepalive, openssh_config_text, parse_host_spec
+from taoremote.ssh_trust import describe_ssh_failure, secure
 
 if TYPE_CHECKING:
     from fabric import Connection
@@ -93,32 +83,9 @@ class SshExecutor:
         # paramiko waits 15 s for a banner and 30 s for auth by default: a host that accepts TCP and then
         # says nothing (a hung sshd, a wrong port) must fail within ConnectTimeout too, never hang.
         self._conn.connect_kwargs.update(banner_timeout=self._timeout, auth_timeout=self._timeout)
-        self._secure(self._conn)
+        secure(self._conn)
         self._watch: _LinkWatch | None = None
         self._env_files: dict[str, str] = {}  # path -> content, written by the command that reads it
-
-    def _secure(self, conn: Connection) -> None:
-        """fabric's default is AutoAddPolicy with known_hosts ignored; put OpenSSH's rules back.
-        A ProxyJump gateway is a Connection of its own, with its own Host block: secured the same way."""
-        client: paramiko.SSHClient = conn.client
-        policy = host_key_policy(conn.ssh_config)
-        name = known_hosts.lookup_name(conn.host, int(conn.port or 22))
-        known: list[known_hosts.KnownKey] = []
-        for path in (*policy.known_hosts, *policy.global_known_hosts):
-            with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="utf-8") as fh:
-                known += known_hosts.parse_known_hosts(fh.read())
-        keys = known_hosts.keys_for(known, name)
-        store = client.get_host_keys()
-        for entry in keys.trusted:
-            with contextlib.suppress(Exception):  # a key type paramiko cannot load is skipped, as ssh does
-                key = paramiko.PKey.from_type_string(entry.keytype, entry.blob)
-                store.add(name, key.get_name(), key)
-        # a key already in the store is compared by paramiko itself: a CHANGED key always fails, even
-        # with StrictHostKeyChecking no, since secrets are about to be sent
-        client.set_missing_host_key_policy(_MissingKeyPolicy(policy, keys))
-        gateway = getattr(conn, "gateway", None)
-        if gateway is not None and hasattr(gateway, "client"):
-            self._secure(gateway)
 
     def _open(self) -> paramiko.Transport:
         transport: paramiko.Transport | None = self._conn.transport
@@ -293,58 +260,6 @@ class SshExecutor:
             self._conn.close()
 
 
-def openssh_config_text(
-    spec: str,
-    hostname: str,
-    user: str | None,
-    port: int | None,
-    ssh_config: str | None,
-    evaluate_ssh_config: Callable[[Sequence[str]], Completed | None],
-) -> str | None:
-    """ssh config for this host as OpenSSH evaluates it (`ssh -G`), as paramiko config text; None where
-    there is no OpenSSH client. Its ProxyJump hops are evaluated the same way, each on its own."""
-    config_file = ssh_config or _own_config_file()
-    result = evaluate_ssh_config(openssh_g_argv(hostname, user=user, port=port, config_file=config_file))
-    if result is None:
-        return None
-    if result.returncode != 0:
-        why = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-        raise HostError(f"host {spec}: bad ssh configuration: {why}")
-    options = _home_for_tilde(parse_openssh_g(result.stdout))
-    blocks = [host_block(hostname, options)]
-    for hop_user, hop_host, hop_port in proxy_jump_hosts(options):
-        hop = evaluate_ssh_config(
-            openssh_g_argv(hop_host, user=hop_user, port=hop_port, config_file=config_file)
-        )
-        if hop is not None and hop.returncode == 0:
-            blocks.append(host_block(hop_host, _home_for_tilde(parse_openssh_g(hop.stdout)), hop=True))
-    return "\n".join(blocks)
-
-
-def _own_config_file() -> str | None:
-    """None: ssh's own choice (~/.ssh/config of the login's home, then the system file). Where $HOME
-    is not that home (sudo -E, containers, tests), the files under $HOME are meant, as `~` is everywhere
-    else in taoremote."""
-    home = os.path.expanduser("~")
-    if home == pwd.getpwuid(os.getuid()).pw_dir:
-        return None
-    own = os.path.join(home, ".ssh", "config")
-    return own if os.path.isfile(own) else "none"
-
-
-def _home_for_tilde(options: dict[str, list[str]]) -> dict[str, list[str]]:
-    """ssh -G expands `~` in known_hosts paths to the login's home; taoremote's `~` is $HOME."""
-    login_home, home = pwd.getpwuid(os.getuid()).pw_dir.rstrip("/"), os.path.expanduser("~").rstrip("/")
-    if login_home == home:
-        return options
-    for key in ("userknownhostsfile", "globalknownhostsfile"):
-        options[key] = [
-            " ".join(home + p[len(login_home) :] if p.startswith(login_home + "/") else p for p in v.split())
-            for v in options.get(key, [])
-        ]
-    return options
-
-
 def _encode(text: str, what: str) -> bytes:
     # surrogateescape: an argument that was not UTF-8 on our command line reaches the host byte for byte
     try:
@@ -395,64 +310,3 @@ class _LinkWatch:
                 with contextlib.suppress(Exception):
                     self._transport.close()
                 return
-
-
-class RevokedHostKey(paramiko.SSHException):
-    pass
-
-
-class _MissingKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """A host key not among the host's known keys: refused if @revoked; else StrictHostKeyChecking
-    decides (yes: refuse, accept-new: trust and record, no: trust for this connection)."""
-
-    def __init__(self, policy: HostKeyPolicy, keys: known_hosts.HostKeys) -> None:
-        self._policy = policy
-        self._keys = keys
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        if self._keys.is_revoked(key.get_name(), key.asbytes()):
-            raise RevokedHostKey(f"host key {key.get_name()} is marked @revoked in known_hosts")
-        if self._keys.trusted:  # known with other keys only: a changed host, whatever the policy
-            raise paramiko.BadHostKeyException(hostname, key, key)
-        if self._policy.strict == "yes":
-            raise paramiko.SSHException(f"Server {hostname!r} not found in known_hosts")
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        if self._policy.strict == "accept-new":
-            path = self._policy.known_hosts[0]
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            with open(path, "a", encoding="ascii") as fh:
-                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-
-
-def describe_ssh_failure(spec: str, conn: Connection, exc: Exception, timeout: float) -> str:
-    """One line per way an SSH connect fails, with what to do about it."""
-    target = f"{getattr(conn, 'user', '?')}@{getattr(conn, 'host', spec)}:{getattr(conn, 'port', 22)}"
-    prefix = f"host {spec} ({target})"
-    if isinstance(exc, paramiko.BadHostKeyException):
-        return (
-            f"{prefix}: HOST KEY CHANGED (got {exc.key.get_name()} {exc.key.get_fingerprint().hex()}); "
-            "if the host was reinstalled, remove its old line with `ssh-keygen -R HOST` and trust it again"
-        )
-    if isinstance(exc, RevokedHostKey):
-        return f"{prefix}: refused: its {exc}"
-    if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
-        host = getattr(conn, "host", spec)
-        port = getattr(conn, "port", 22)
-        scan = f"ssh-keyscan -p {port} {host}" if port != 22 else f"ssh-keyscan {host}"
-        return (
-            f"{prefix}: unknown host key; check it and trust it with `{scan} >> ~/.ssh/known_hosts` "
-            "(or set StrictHostKeyChecking accept-new for this host in your ssh config)"
-        )
-    if isinstance(exc, paramiko.SSHException) and ("banner" in str(exc) or "No existing session" in str(exc)):
-        return f"{prefix}: the port answered but no SSH server spoke within {timeout:.0f} s (ConnectTimeout)"
-    if isinstance(exc, paramiko.AuthenticationException):
-        return f"{prefix}: authentication failed ({exc}); check User and IdentityFile in your ssh config"
-    if isinstance(exc, socket.gaierror):
-        return f"{prefix}: cannot resolve host name ({exc.strerror})"
-    if isinstance(exc, (paramiko.ssh_exception.NoValidConnectionsError, ConnectionRefusedError)):
-        return f"{prefix}: connection refused (is sshd running on that port?)"
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return f"{prefix}: no answer within {timeout:.0f} s (ConnectTimeout)"
-    if isinstance(exc, OSError):
-        return f"{prefix}: {exc.strerror or exc}"
-    return f"{prefix}: {type(exc).__name__}: {exc}"

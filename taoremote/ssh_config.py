@@ -1,14 +1,19 @@
-"""ssh config, pure: `--host` forms, the `ssh -G` command that evaluates a host's config as OpenSSH does
-(`Include`, `Match`, first value wins), its output turned into one paramiko `Host` block, and the host-key
-and keepalive rules read from it. Running `ssh -G` is the executor's business (hosts.py)."""
+"""ssh config: `--host` forms, the `ssh -G` command that evaluates a host's config as OpenSSH does
+(`Include`, `Match`, first value wins), its output turned into paramiko `Host` blocks, and the host-key
+and keepalive rules read from it. Running `ssh -G` is hosts.py's business: it is handed in."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import pwd
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from taoremote.errors import HostError
+
+if TYPE_CHECKING:
+    from taoremote.executor import Completed
 
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 KEEPALIVE_S = 15  # OpenSSH sends none by default; a frozen host must still be given up, and NAT kept open
@@ -133,3 +138,55 @@ def _paths(value: object) -> tuple[str, ...]:
     if isinstance(value, Sequence) and not isinstance(value, str):
         value = " ".join(str(v) for v in value)
     return tuple(os.path.expanduser(p) for p in str(value).split()) if value else ()
+
+
+def openssh_config_text(
+    spec: str,
+    hostname: str,
+    user: str | None,
+    port: int | None,
+    ssh_config: str | None,
+    evaluate_ssh_config: Callable[[Sequence[str]], Completed | None],
+) -> str | None:
+    """ssh config for this host as OpenSSH evaluates it (`ssh -G`), as paramiko config text; None where
+    there is no OpenSSH client. Its ProxyJump hops are evaluated the same way, each on its own."""
+    config_file = ssh_config or _own_config_file()
+    result = evaluate_ssh_config(openssh_g_argv(hostname, user=user, port=port, config_file=config_file))
+    if result is None:
+        return None
+    if result.returncode != 0:
+        why = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        raise HostError(f"host {spec}: bad ssh configuration: {why}")
+    options = _home_for_tilde(parse_openssh_g(result.stdout))
+    blocks = [host_block(hostname, options)]
+    for hop_user, hop_host, hop_port in proxy_jump_hosts(options):
+        hop = evaluate_ssh_config(
+            openssh_g_argv(hop_host, user=hop_user, port=hop_port, config_file=config_file)
+        )
+        if hop is not None and hop.returncode == 0:
+            blocks.append(host_block(hop_host, _home_for_tilde(parse_openssh_g(hop.stdout)), hop=True))
+    return "\n".join(blocks)
+
+
+def _own_config_file() -> str | None:
+    """None: ssh's own choice (~/.ssh/config of the login's home, then the system file). Where $HOME
+    is not that home (sudo -E, containers, tests), the files under $HOME are meant, as `~` is everywhere
+    else in taoremote."""
+    home = os.path.expanduser("~")
+    if home == pwd.getpwuid(os.getuid()).pw_dir:
+        return None
+    own = os.path.join(home, ".ssh", "config")
+    return own if os.path.isfile(own) else "none"
+
+
+def _home_for_tilde(options: dict[str, list[str]]) -> dict[str, list[str]]:
+    """ssh -G expands `~` in known_hosts paths to the login's home; taoremote's `~` is $HOME."""
+    login_home, home = pwd.getpwuid(os.getuid()).pw_dir.rstrip("/"), os.path.expanduser("~").rstrip("/")
+    if login_home == home:
+        return options
+    for key in ("userknownhostsfile", "globalknownhostsfile"):
+        options[key] = [
+            " ".join(home + p[len(login_home) :] if p.startswith(login_home + "/") else p for p in v.split())
+            for v in options.get(key, [])
+        ]
+    return options
