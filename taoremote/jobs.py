@@ -92,8 +92,11 @@ def _exit_code(status: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def parse_docker_error(result: Completed, image: str | None = None) -> DockerError | PreflightError:
-    """One clear line for a failed docker CLI call, with the fix where we know it."""
+def parse_docker_error(
+    result: Completed, image: str | None = None, *, failed: str | None = None
+) -> DockerError | PreflightError:
+    """One clear line for a failed docker CLI call, with the fix where we know it; `failed` says what
+    failed where the cause is not one we know."""
     text = result.stderr.strip() or result.stdout.strip() or f"exit code {result.returncode}"
     where = f"host {result.host}" if result.host != "local" else "this machine"
     lowered = text.lower()
@@ -122,7 +125,7 @@ def parse_docker_error(result: Completed, image: str | None = None) -> DockerErr
         return DockerError(f"{what} is not available on {where}: {_first_line(text)}")
     if re.search(r"docker: (command )?not found|docker: no such file", lowered):
         return DockerError(f"docker is not installed on {where}")
-    return DockerError(f"docker failed on {where}: {_first_line(text)}")
+    return DockerError(f"{failed or f'docker failed on {where}'}: {_first_line(text)}")
 
 
 def _first_line(text: str) -> str:
@@ -216,8 +219,10 @@ def _start_attached(ex: Executor, spec: RunSpec, name: str) -> int:
         # failure, not the task's - and a container that never ran has nothing worth keeping
         with contextlib.suppress(DockerError):
             ex.run(build_rm_argv([name], force=True), timeout=DOCKER_TIMEOUT_S)
-        reason = _first_line(error) if error else "see docker's message above"
-        raise DockerError(f"docker could not start {spec.image} on {_where(ex)}: {reason}")
+        said = Completed(ex.host, (), 1, "", error or "see docker's message above")
+        raise parse_docker_error(
+            said, spec.image, failed=f"docker could not start {spec.image} on {_where(ex)}"
+        )
     exit_code = state.get("ExitCode")
     with contextlib.suppress(DockerError):  # a concurrent prune may have removed it: fine
         ex.run(build_rm_argv([name], force=False), timeout=DOCKER_TIMEOUT_S)

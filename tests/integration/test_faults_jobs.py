@@ -47,10 +47,14 @@ def user() -> Iterator[str]:
 
 
 def _env(
-    tmp_path: Path, user: str, envs: list[dict[str, object]] | None = None, **options: object
+    tmp_path: Path,
+    user: str,
+    envs: list[dict[str, object]] | None = None,
+    options: dict[str, object] | None = None,
 ) -> dict[str, str]:
     home = tmp_path / "home"
     (home / "ws").mkdir(parents=True, exist_ok=True)
+    (home / "ws" / "spec.txt").write_text("spec\n")  # the preflight checks task paths
     bin_dir = tmp_path / "bin"
     write_fake_nvidia_smi(bin_dir, DEFAULT_SMI.read_text())
     mounts = write_mounts(
@@ -58,7 +62,7 @@ def _env(
         {
             "Mounts": [{"source": "~/ws", "destination": "/workspace/ws"}],
             "Envs": [{"variable": "PLAIN", "value": "visible"}, *(envs or [])],
-            "DockerOptions": dict(options),
+            "DockerOptions": options or {},
         },
     )
     return base_env(home, bin_dir, mounts, USER=user, LOGNAME=user)
@@ -89,12 +93,13 @@ def _created_job(user: str) -> str:
     return name
 
 
-def _docker_shim(tmp_path: Path, on_create: str) -> Path:
-    """A `docker` first on PATH that runs `on_create` (shell) before a `docker create`, then the real one."""
+def _docker_shim(tmp_path: Path, on_create: str, command: str = "create") -> Path:
+    """A `docker` first on PATH that runs `on_create` (shell) before a `docker create` (or another
+    `command`), then the real one."""
     shim_dir = tmp_path / "shim"
     shim_dir.mkdir(exist_ok=True)
     shim = shim_dir / "docker"
-    shim.write_text(f'#!/bin/sh\nif [ "$1" = create ]; then {on_create}; fi\nexec {REAL_DOCKER} "$@"\n')
+    shim.write_text(f'#!/bin/sh\nif [ "$1" = {command} ]; then {on_create}; fi\nexec {REAL_DOCKER} "$@"\n')
     shim.chmod(0o755)
     return shim_dir
 
@@ -212,7 +217,9 @@ def test_stop_all_stops_paused_and_created_jobs(tmp_path: Path, user: str) -> No
 
 def test_stop_all_racing_launches_leaves_none_of_them_running(tmp_path: Path, user: str) -> None:
     env = _env(tmp_path, user, _rig(RIG_SLEEP="120"))
-    launch = (["detectnet_v2", "train"], ["-d", "detectnet_v2", "train"])  # foreground: create, then start
+    # foreground launches create, then start: a slow start keeps each of them "created" for a second
+    env["PATH"] = f"{_docker_shim(tmp_path, 'sleep 1', command='start')}:{env['PATH']}"
+    launch = (["detectnet_v2", "train"], ["-d", "detectnet_v2", "train"])
     with ThreadPoolExecutor(max_workers=20) as pool:
         launches = [pool.submit(taoremote, launch[i % 2], env, 300) for i in range(16)]
         assert wait_for(lambda: len(_states(user)) >= 4, timeout=120)
@@ -249,7 +256,7 @@ def _assert_start_failure(result: subprocess.CompletedProcess[str], reason: str,
 
 
 def test_unknown_user_is_a_docker_failure_not_a_task_exit(tmp_path: Path, user: str) -> None:
-    result = taoremote(["detectnet_v2", "train"], _env(tmp_path, user, user="nosuchuser"))
+    result = taoremote(["detectnet_v2", "train"], _env(tmp_path, user, options={"user": "nosuchuser"}))
     _assert_start_failure(result, "unable to find user nosuchuser", user)
 
 
