@@ -3,8 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_FLAGS ?= -q
-# CI must fail, not skip, when it cannot start dockerd or sshd.
-REQUIRE := $(if $(filter true,$(CI)),--require-docker --require-ssh,)
+# CI must fail, not skip, when it cannot start dockerd, sshd or the Slurm test cluster.
+REQUIRE := $(if $(filter true,$(CI)),--require-docker --require-ssh --require-slurm,)
 
 .PHONY: venv setup demo test unit integration lint types check bench train evaluate export list clean
 

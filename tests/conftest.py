@@ -4,7 +4,8 @@
 collection), so the integration suite's command-line switches are declared
 here; the fixtures that honour them are in `tests/integration/conftest.py`.
 
---require-docker / --require-ssh: in CI a missing daemon is a broken machine,
+--require-docker / --require-ssh / --require-slurm: in CI a missing daemon (or
+Slurm cluster) is a broken machine,
 not a reason to skip, so these turn the integration fixtures' skips into
 failures (DESIGN.md §4). They are on by default whenever $CI is set.
 """
@@ -21,6 +22,7 @@ import pytest
 # `-m "not ssh"` select the pure tests.
 DOCKER_FIXTURES = frozenset({"docker_engine", "test_images", "clean_jobs"})
 SSH_FIXTURES = frozenset({"sshd_factory", "sshd_host", "fleet"})
+SLURM_FIXTURES = frozenset({"slurm_cluster"})
 
 
 def running_in_ci(environ: Mapping[str, str]) -> bool:
@@ -44,6 +46,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=in_ci,
         help="fail (instead of skip) tests whose OpenSSH server cannot be started",
     )
+    group.addoption(
+        "--require-slurm",
+        action="store_true",
+        default=in_ci,
+        help="fail (instead of skip) tests whose Slurm test cluster (start-slurm.sh) cannot be started",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -53,3 +61,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.docker)
         if names & SSH_FIXTURES:
             item.add_marker(pytest.mark.ssh)
+        if names & SLURM_FIXTURES:
+            item.add_marker(pytest.mark.slurm)

@@ -18,11 +18,15 @@ SSH
     sshd_host     (session) -> SshHost      one host, "gpu1"
     fleet         (session) -> list[SshHost]  "node1", "node2", "node3"
 
+Slurm
+    slurm_cluster (session) -> SlurmCluster  a one-node cluster with 2 fake GPUs (scripts/start-slurm.sh),
+                                            config in /etc/slurm, so clients over the test sshd find it too
+
 All simulated hosts share this machine's dockerd, so containers started
 "on" node1 are visible "on" node2 too.
 
 Unavailable daemon: pytest.skip normally, pytest.fail with --require-docker /
---require-ssh (options declared in tests/conftest.py).
+--require-ssh / --require-slurm (options declared in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -598,3 +602,34 @@ def sshd_host(request: pytest.FixtureRequest, sshd_factory: SshdFactory) -> SshH
 def fleet(request: pytest.FixtureRequest, sshd_factory: SshdFactory) -> list[SshHost]:
     """Three simulated GPU hosts, aliases `node1`, `node2`, `node3`."""
     return [_start_or_unavailable(request, sshd_factory, f"node{i}") for i in (1, 2, 3)]
+
+
+# --------------------------------------------------------------------------- slurm
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmCluster:
+    """The one-node test cluster: jobs run as their submitter, with `docker` against this machine's dockerd.
+
+    `gpus` fake GPUs are GRES on `node` (jobs see SLURM_JOB_GPUS / CUDA_VISIBLE_DEVICES); state, logs and
+    the jobcomp file (finished jobs, `sacct -c`) are under `state_dir`.
+    """
+
+    node: str
+    partition: str
+    gpus: int
+    state_dir: Path
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(request: pytest.FixtureRequest) -> SlurmCluster:
+    """Starts (or confirms, in well under a second) the cluster; installs Slurm first on a fresh machine."""
+    ok, output = _run_script("start-slurm.sh", timeout=300)
+    if not ok or shutil.which("sbatch") is None:
+        _unavailable(request.config, "--require-slurm", f"start-slurm.sh could not start Slurm:\n{output}")
+    return SlurmCluster(
+        node=socket.gethostname().split(".")[0],
+        partition="gpu",
+        gpus=2,
+        state_dir=Path(os.environ.get("TAOREMOTE_SLURM_DIR", "/var/lib/taoremote-slurm")),
+    )

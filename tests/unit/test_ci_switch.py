@@ -21,6 +21,6 @@ def test_the_require_switches_of_this_run_follow_ci_or_the_command_line(pytestco
     import os
 
     given = pytestconfig.invocation_params.args
-    for option in ("require_docker", "require_ssh"):
+    for option in ("require_docker", "require_ssh", "require_slurm"):
         flag = "--" + option.replace("_", "-")
         assert pytestconfig.getoption(option) == (running_in_ci(os.environ) or flag in given)
