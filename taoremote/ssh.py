@@ -40,6 +40,7 @@ INTERRUPTED_CALL_GRACE_S = 5  # Ctrl-C during a create: time for it to finish, s
 ENV_DIR_PREFIX = ".cache/taoremote-env-"
 # OpenSSH refuses a packet over 256 KiB: a longer command would drop the connection unstarted
 MAX_COMMAND_BYTES = 250_000
+OUTPUT_AFTER_EXIT_S = 2  # how long output may stay open after the command exited
 
 
 class SshExecutor:
@@ -127,7 +128,7 @@ class SshExecutor:
             raise HostError(
                 f"host {self.host}: the command could not be started ({self._why(exc)})"
             ) from None
-        code, out, err = self._collect(channel, transport, data, timeout)
+        code, out, err = self._collect(channel, transport, data, timeout, _what(argv))
         return Completed(self.host, tuple(argv), code, _decode(out), _decode(err))
 
     def _collect(
@@ -136,6 +137,7 @@ class SshExecutor:
         transport: paramiko.Transport,
         data: bytes | None,
         timeout: float | None,
+        what: str,
     ) -> tuple[int, bytes, bytes]:
         out, err = bytearray(), bytearray()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -143,19 +145,27 @@ class SshExecutor:
             if data:
                 channel.sendall(data)
             channel.shutdown_write()
+            exited_at = None
             while True:
                 while channel.recv_ready():
                     out += channel.recv(65536)
                 while channel.recv_stderr_ready():
                     err += channel.recv_stderr(65536)
-                if channel.exit_status_ready() and (channel.eof_received or channel.closed):
+                if channel.closed or (channel.exit_status_ready() and channel.eof_received):
                     break
                 if not transport.is_active():
                     raise self._lost()
                 if deadline is not None and time.monotonic() > deadline:
                     channel.close()
-                    raise DockerError(f"host {self.host}: no answer from the command within {timeout:.0f} s")
-                channel.status_event.wait(0.02)
+                    raise DockerError(f"host {self.host}: `{what}` did not answer within {timeout:.0f} s")
+                if channel.exit_status_ready():
+                    # exited, output still open: a child it left behind holds it; the command is done
+                    exited_at = exited_at or time.monotonic()
+                    if time.monotonic() - exited_at > OUTPUT_AFTER_EXIT_S:
+                        break
+                    time.sleep(0.005)
+                else:
+                    channel.status_event.wait(0.02)  # wakes at once when the command exits
         except (LinkLostError, DockerError):
             raise
         except (OSError, EOFError, paramiko.SSHException):
@@ -258,6 +268,15 @@ class SshExecutor:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._conn.close()
+
+
+def _what(argv: Sequence[str]) -> str:
+    """`docker create` for a wrapped docker call, else the first words (as hosts.py says it locally)."""
+    words = list(argv)
+    if "docker" in words:
+        start = words.index("docker")
+        return " ".join(words[start : start + 2])
+    return " ".join(words[:3])
 
 
 def _encode(text: str, what: str) -> bytes:

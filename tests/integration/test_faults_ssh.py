@@ -153,6 +153,52 @@ def test_a_frozen_remote_session_ends_after_server_alive_count_max(
     assert running_job_names() != []
 
 
+@pytest.fixture(scope="module")
+def hung_run_host(sshd_factory: SshdFactory) -> SshHost:
+    """A host whose `docker run` never answers (a frozen daemon behind a healthy SSH link)."""
+    host = sshd_factory.start("faults-hungrun")
+    real = shutil.which("docker")
+    shim = host.bin_dir / "docker"
+    shim.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = run ]; then touch "{host.bin_dir}/run-started"; exec sleep 45; fi\n'
+        f'exec {real} "$@"\n'
+    )
+    shim.chmod(0o755)
+    return host
+
+
+def test_a_remote_docker_run_that_never_answers_has_a_deadline(
+    tmp_path: Path, hung_run_host: SshHost
+) -> None:
+    env = _env(tmp_path, hung_run_host, _secret())
+    started = time.monotonic()
+    result = taoremote(_remote(hung_run_host, "detectnet_v2", "train"), env, timeout=90)
+    assert result.returncode == 69, result.stderr
+    assert time.monotonic() - started < 60
+    assert "did not answer within" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_during_a_remote_docker_run_that_never_answers_is_answered_in_seconds(
+    tmp_path: Path, hung_run_host: SshHost
+) -> None:
+    marker = hung_run_host.bin_dir / "run-started"
+    marker.unlink(missing_ok=True)
+    env = _env(tmp_path, hung_run_host, _secret())
+    proc = start_taoremote(_remote(hung_run_host, "detectnet_v2", "train"), env)
+    assert wait_for(marker.exists, timeout=60)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=25)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("Ctrl-C was not answered within 25 s")
+    assert proc.returncode == 130, err
+    assert time.monotonic() - started < 25 and "Traceback" not in err
+
+
 # ---------------------------------------------------------------------------------------------- item 10
 
 
