@@ -188,7 +188,10 @@ class SshExecutor:
         command = shlex.join(argv)
         if tty:
             # interactive: invoke forwards ^C to the remote PTY as \x03, which is what a shell expects
-            return int(self._conn.run(command, hide=False, warn=True, pty=True).exited)
+            exited = int(self._conn.run(command, hide=False, warn=True, pty=True).exited)
+            if exited == -1 and not transport.is_active():
+                raise self._lost()
+            return exited
         # invoke swallows Ctrl-C while it waits and then joins reader threads that never end while
         # `docker logs -f` runs, so the command runs in a worker thread and the interrupt stays ours.
         errors: list[BaseException] = []

@@ -35,7 +35,7 @@ def secure(conn: Connection) -> None:
             store.add(name, key.get_name(), key)
     # a key already in the store is compared by paramiko itself: a CHANGED key always fails, even
     # with StrictHostKeyChecking no, since secrets are about to be sent
-    client.set_missing_host_key_policy(_MissingKeyPolicy(policy, keys))
+    client.set_missing_host_key_policy(MissingKeyPolicy(policy, keys))
     gateway = getattr(conn, "gateway", None)
     if gateway is not None and hasattr(gateway, "client"):
         secure(gateway)
@@ -45,7 +45,7 @@ class RevokedHostKey(paramiko.SSHException):
     pass
 
 
-class _MissingKeyPolicy(paramiko.MissingHostKeyPolicy):
+class MissingKeyPolicy(paramiko.MissingHostKeyPolicy):
     """A host key not among the host's known keys: refused if @revoked; else StrictHostKeyChecking
     decides (yes: refuse, accept-new: trust and record, no: trust for this connection)."""
 

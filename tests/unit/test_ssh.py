@@ -10,17 +10,20 @@ import os
 import subprocess
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from taoremote.command import ENV_FILE_END, build_write_env_file_then_argv
 from taoremote.known_hosts import host_matches, keys_for, lookup_name, parse_known_hosts
 from taoremote.ssh_config import (
+    HostKeyPolicy,
     host_block,
     keepalive,
     openssh_g_argv,
     parse_openssh_g,
     proxy_jump_hosts,
 )
+from taoremote.ssh_trust import MissingKeyPolicy, RevokedHostKey
 
 
 def _blob(keytype: str, body: bytes = b"k" * 32) -> bytes:
@@ -169,8 +172,6 @@ def test_openssh_g_output_becomes_one_paramiko_host_block(tmp_path: Path) -> Non
 
 
 def test_the_block_reads_back_through_paramiko(tmp_path: Path) -> None:
-    import paramiko
-
     options = parse_openssh_g(G_OUTPUT.format(key=tmp_path / "none"))
     found = paramiko.SSHConfig.from_text(host_block("gpu1", options)).lookup("gpu1")
     assert (found["hostname"], found["port"], found["user"]) == ("10.0.0.13", "2222", "tao")
@@ -225,3 +226,52 @@ def test_a_stale_env_file_directory_is_swept_and_a_recent_one_kept(tmp_path: Pat
     os.utime(stale, (0, 0))
     assert _run_script(tmp_path, ENV_FILE_END)[0] == 0
     assert sorted(p.name for p in cache.iterdir()) == ["taoremote-env-new"]
+
+
+# ---------------------------------------------------------------------------------------- host-key policy
+
+
+def _client_and_key(tmp_path: Path) -> tuple[paramiko.SSHClient, paramiko.PKey, str]:
+    path = tmp_path / "hostkey"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    keytype, encoded = path.with_suffix(".pub").read_text().split()[:2]
+    key = paramiko.PKey.from_type_string(keytype, base64.b64decode(encoded))
+    return paramiko.SSHClient(), key, f"{keytype} {encoded}"
+
+
+@pytest.mark.parametrize("strict", ["yes", "accept-new", "no"])
+def test_a_revoked_key_is_refused_whatever_strict_host_key_checking_says(tmp_path: Path, strict: str) -> None:
+    client, key, line = _client_and_key(tmp_path)
+    keys = keys_for(parse_known_hosts(f"@revoked * {line}\n"), "[h]:2222")
+    policy = MissingKeyPolicy(HostKeyPolicy(strict, (str(tmp_path / "kh"),)), keys)
+    with pytest.raises(RevokedHostKey):
+        policy.missing_host_key(client, "[h]:2222", key)
+    assert not (tmp_path / "kh").exists()
+
+
+def test_a_host_known_only_by_other_keys_is_a_changed_host_even_with_checking_off(tmp_path: Path) -> None:
+    client, key, _ = _client_and_key(tmp_path)
+    keys = keys_for(parse_known_hosts(_line("[h]:2222", keytype="ssh-rsa", body=b"r" * 64)), "[h]:2222")
+    policy = MissingKeyPolicy(HostKeyPolicy("no", (str(tmp_path / "kh"),)), keys)
+    with pytest.raises(paramiko.BadHostKeyException):
+        policy.missing_host_key(client, "[h]:2222", key)
+
+
+@pytest.mark.parametrize(("strict", "recorded"), [("accept-new", True), ("no", False)])
+def test_an_unknown_host_is_trusted_as_strict_host_key_checking_says(
+    tmp_path: Path, strict: str, recorded: bool
+) -> None:
+    client, key, line = _client_and_key(tmp_path)
+    known = tmp_path / "ssh" / "known_hosts"
+    policy = MissingKeyPolicy(HostKeyPolicy(strict, (str(known),)), keys_for([], "[h]:2222"))
+    policy.missing_host_key(client, "[h]:2222", key)
+    assert known.exists() is recorded
+    if recorded:
+        assert known.read_text() == f"[h]:2222 {line}\n"
+
+
+def test_an_unknown_host_is_refused_by_default(tmp_path: Path) -> None:
+    client, key, _ = _client_and_key(tmp_path)
+    policy = MissingKeyPolicy(HostKeyPolicy("yes", (str(tmp_path / "kh"),)), keys_for([], "h"))
+    with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
+        policy.missing_host_key(client, "h", key)
