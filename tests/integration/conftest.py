@@ -397,8 +397,7 @@ class SshdFactory:
             "MaxSessions 200\n"
             "LoginGraceTime 30\n"
             # internal-sftp needs no extra binary; hardened hosts (sftp=False) offer no SFTP at all
-            + ("Subsystem sftp internal-sftp\n" if sftp else "")
-            +
+            f"{'Subsystem sftp internal-sftp' if sftp else ''}\n"
             # Each simulated host gets its own tools (fake nvidia-smi) first on PATH.
             f"SetEnv PATH={bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
             f"{self._login_env}\n"
