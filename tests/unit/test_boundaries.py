@@ -21,7 +21,12 @@ PURE_MODULES = (
     "preflight.py",
     "output.py",
     "gpus.py",
+    "specs.py",
+    "trials.py",
+    "progress.py",
 )
+# A seeded generator is a pure function of its seed: trials.py may import `random.Random`, nothing else of it
+SEEDED_RANDOM = {"trials.py": {"random", "random.Random"}}
 # taoremote modules that do I/O, start processes or hold the CLI: a pure module may not import them
 IMPURE_TAOREMOTE = ("hosts", "jobs", "launch", "actions", "cli", "doctor", "__main__")
 
@@ -120,13 +125,26 @@ IMPURE_STDLIB = (
 
 @pytest.mark.parametrize("module", PURE_MODULES)
 def test_pure_module_imports_nothing_impure(module: str) -> None:
-    imported = _imported_modules(PACKAGE / module)
+    imported = _imported_modules(PACKAGE / module) - SEEDED_RANDOM.get(module, set())
     bad = sorted(n for n in imported if n.split(".")[0] in IMPURE_STDLIB)
     assert bad == []
     internal = sorted(
         n for n in imported if n.startswith("taoremote.") and n.split(".")[1] in IMPURE_TAOREMOTE
     )
     assert internal == []
+
+
+@pytest.mark.parametrize("module", sorted(SEEDED_RANDOM))
+def test_seeded_random_is_only_ever_built_from_a_seed(module: str) -> None:
+    # `Random()` with no argument seeds itself from the OS: that would be impure after all
+    calls = [
+        node
+        for node in ast.walk(ast.parse(_source(PACKAGE / module)))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Random"
+    ]
+    assert calls
+    assert all(len(call.args) == 1 and not call.keywords for call in calls)
+    assert "random." not in _source(PACKAGE / module).replace("random.Random", "")
 
 
 @pytest.mark.parametrize("module", PURE_MODULES)
