@@ -188,7 +188,7 @@ def test_sighup_on_a_foreground_job_keeps_its_exit_code_and_logs(tmp_path: Path,
     assert wait_for(lambda: list(_states(user).values()) == ["exited"], timeout=30)
     logs = taoremote(["logs", job], env)
     assert logs.returncode == 0, logs.stderr
-    assert logs.stdout.startswith("TASK<detectnet_v2>\nARG<-e>")
+    assert logs.stdout == "TASK<detectnet_v2>\nARG<train>\nARG<-e>\nARG</workspace/ws/spec.txt>\n"
     rows = json.loads(taoremote(["list", "--all", "--format", "json"], env).stdout)
     assert [(r["job"], r["exit_code"]) for r in rows] == [(job, 5)]
 
