@@ -24,6 +24,7 @@ PURE_MODULES = (
     "specs.py",
     "trials.py",
     "progress.py",
+    "slurm_script.py",
 )
 # A seeded generator is a pure function of its seed: trials.py may import `random.Random`, nothing else of it
 SEEDED_RANDOM = {"trials.py": {"random", "random.Random"}}
