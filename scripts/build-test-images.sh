@@ -21,6 +21,8 @@
 #   stderr: $RIG_STDERR (if set), one line
 #   $RIG_SLEEP: sleep that many seconds (dies promptly on SIGTERM/SIGINT)
 #   exit status: ${RIG_EXIT:-0}
+#   `TASK train -e SPEC -r DIR` (or `results_dir=DIR`) with SPEC readable in the container: after the lines
+#   above, trains like TAO, writing status.json per epoch (scripts/tao-rig-train.sh says how)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -111,7 +113,8 @@ EOF
 ALL_TASKS=$(printf '%s\n' "${IMAGE_LINES[@]}" | cut -f3 | tr ' ' '\n' | sort -u | tr '\n' ' ')
 
 # Content hash: everything that determines the images' content.
-RIG_HASH=$({ cat "${BASH_SOURCE[0]}" "$TASKS_JSON"; sha256sum <"$BUSYBOX"; } | sha256sum | cut -c1-16)
+TRAIN_SH=$ROOT/scripts/tao-rig-train.sh
+RIG_HASH=$({ cat "${BASH_SOURCE[0]}" "$TASKS_JSON" "$TRAIN_SH"; sha256sum <"$BUSYBOX"; } | sha256sum | cut -c1-16)
 
 # image reference -> "CUDA_VERSION|NVIDIA_REQUIRE_CUDA" (empty: no CUDA env)
 declare -A WANT=()
@@ -169,6 +172,22 @@ done
 if [ -n "${RIG_STDERR:-}" ]; then
     printf '%s\n' "$RIG_STDERR" >&2
 fi
+# `TASK train` with a readable spec (-e) and a results dir (-r DIR, or results_dir=DIR PyTorch-style) trains
+# like TAO: status.json lines per epoch (tao-rig-train, from scripts/tao-rig-train.sh).
+if [ "${1:-}" = train ]; then
+    rig_spec='' rig_results='' rig_style='' rig_prev=''
+    for arg in "$@"; do
+        case $rig_prev in
+            -e | --experiment_spec_file | --experiment_spec) rig_spec=$arg ;;
+            -r | --results_dir) rig_results=$arg rig_style=tf1 ;;
+        esac
+        case $arg in results_dir=*) rig_results=${arg#results_dir=} rig_style=pytorch ;; esac
+        rig_prev=$arg
+    done
+    if [ -n "$rig_spec" ] && [ -r "$rig_spec" ] && [ -n "$rig_results" ]; then
+        exec /usr/local/bin/tao-rig-train "${0##*/}" "$rig_style" "$rig_spec" "$rig_results" "$@"
+    fi
+fi
 if [ -n "${RIG_SLEEP:-}" ]; then
     # Sleep in the background and wait: `wait` returns as soon as a trapped
     # signal arrives, so the job dies promptly on SIGTERM/SIGINT even if this
@@ -183,6 +202,7 @@ fi
 exit "${RIG_EXIT:-0}"
 EOF
     chmod 755 "$rootfs/usr/local/bin/tao-rig"
+    install -m 755 "$TRAIN_SH" "$rootfs/usr/local/bin/tao-rig-train"
     for task in $ALL_TASKS; do
         ln -sf tao-rig "$rootfs/usr/local/bin/$task"
     done
