@@ -118,6 +118,14 @@ def _ours(labels: str) -> bool:
     return mine or pairs.get("taoremote.test.session") == SESSION_USER
 
 
+def mine(rows: list[dict[str, object]], user: str | None = None) -> list[dict[str, object]]:
+    """The rows of `list --format json` launched by this session (or by `user`): `list` shows every
+    user's jobs on a shared host, and other sessions may be running jobs on the same dockerd."""
+    if user is not None:
+        return [r for r in rows if r.get("user") == user]
+    return [r for r in rows if str(r.get("user", "")).split("-", 2)[:2] == SESSION_USER.split("-", 2)[:2]]
+
+
 def session_job_ids(*, include_stopped: bool = True) -> str:
     """Container ids of this session's jobs, one per line ("" when none): what tests assert is empty."""
     return "\n".join(row["ID"] for row in session_containers(include_stopped=include_stopped))

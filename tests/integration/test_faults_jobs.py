@@ -26,6 +26,7 @@ from tests.integration.taorun import (
     DEFAULT_SMI,
     base_env,
     docker,
+    mine,
     taoremote,
     wait_for,
     write_fake_nvidia_smi,
@@ -189,7 +190,7 @@ def test_sighup_on_a_foreground_job_keeps_its_exit_code_and_logs(tmp_path: Path,
     logs = taoremote(["logs", job], env)
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout == "TASK<detectnet_v2>\nARG<train>\nARG<-e>\nARG</workspace/ws/spec.txt>\n"
-    rows = json.loads(taoremote(["list", "--all", "--format", "json"], env).stdout)
+    rows = mine(json.loads(taoremote(["list", "--all", "--format", "json"], env).stdout), user)
     assert [(r["job"], r["exit_code"]) for r in rows] == [(job, 5)]
 
 

@@ -13,6 +13,7 @@ from tests.integration.taorun import (
     DATA,
     base_env,
     docker,
+    mine,
     session_job_ids,
     taoremote,
     write_fake_nvidia_smi,
@@ -154,7 +155,7 @@ def test_gpus_auto_picks_the_least_loaded_and_shows_them(tmp_path: Path) -> None
     assert dry.returncode == 0, dry.stderr
     assert "--gpus '\"device=1,3\"'" in dry.stdout
     job = taoremote(["-d", "--gpus", "auto:2", TF1, "run", "sleep", "30"], env).stdout.strip()
-    rows = json.loads(taoremote(["list", "--format", "json"], env).stdout)
+    rows = mine(json.loads(taoremote(["list", "--format", "json"], env).stdout))
     assert [(r["job"], r["gpus"]) for r in rows] == [(job, "device=1,3")]
     too_many = taoremote(["--dry-run", "--gpus", "auto:5", TF1, "train", "x"], env)
     assert too_many.returncode == 69

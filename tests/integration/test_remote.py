@@ -19,6 +19,7 @@ from tests.integration.taorun import (
     DEFAULT_SMI,
     base_env,
     docker,
+    mine,
     run_in_terminal,
     running_job_names,
     session_job_ids,
@@ -162,7 +163,7 @@ def test_dropped_link_leaves_job_running_then_logs_follow_gets_exit_code(
 def test_remote_detach_list_logs_stop(tmp_path: Path, sshd_host: SshHost) -> None:
     env = _env(tmp_path, sshd_host, None, [{"variable": "RIG_SLEEP", "value": "120"}])
     job = taoremote(_remote(sshd_host, "-d", "yolo_v4", "train"), env).stdout.strip()
-    rows = json.loads(taoremote(_remote(sshd_host, "list", "--format", "json"), env).stdout)
+    rows = mine(json.loads(taoremote(_remote(sshd_host, "list", "--format", "json"), env).stdout))
     assert [(r["host"], r["job"], r["task"]) for r in rows] == [(sshd_host.name, job, "yolo_v4")]
     assert taoremote(_remote(sshd_host, "logs", job), env).stdout.startswith("TASK<yolo_v4>")
     stopped = taoremote(_remote(sshd_host, "stop", "--container_id", job), env)
