@@ -25,6 +25,8 @@ PURE_MODULES = (
     "trials.py",
     "progress.py",
     "slurm_script.py",
+    "docker_errors.py",
+    "placement.py",
 )
 # A seeded generator is a pure function of its seed: trials.py may import `random.Random`, nothing else of it
 SEEDED_RANDOM = {"trials.py": {"random", "random.Random"}}
