@@ -8,25 +8,22 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from taoremote import jobs, redact
-from taoremote.errors import Interrupted, LinkLostError, PreflightError, TaoRemoteError, UsageError
+from taoremote import redact
+from taoremote.containers import Job, match_job, unmatched_message
+from taoremote.errors import HungUp, Interrupted, LinkLostError, PreflightError, UsageError
+from taoremote.fleet import HOST_DEADLINE_S, HostResult, fan_out, fan_out_backends, open_backend
 from taoremote.gpus import parse_gpus
-from taoremote.hosts import Executor, open_executor
 from taoremote.output import Format, render, render_mapping
-from taoremote.signals import HungUp
 
 if TYPE_CHECKING:
+    from taoremote.backend import JobBackend, Stopped
     from taoremote.config import MountsConfig
+    from taoremote.executor import Executor
     from taoremote.paths import ResultsDir
     from taoremote.settings import Globals
-
-T = TypeVar("T")
-HOST_DEADLINE_S = 30.0
 
 
 def _err(message: str) -> None:
@@ -38,51 +35,6 @@ def _out(text: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- hosts
-
-
-@dataclass(frozen=True)
-class HostResult(Generic[T]):
-    host: str
-    value: T | None
-    error: TaoRemoteError | None
-
-
-def fan_out(
-    g: Globals, work: Callable[[Executor], T], *, deadline: float = HOST_DEADLINE_S
-) -> list[HostResult[T]]:
-    """Run work(executor) on every target host at once; a host that fails or hangs costs only itself."""
-    targets: list[str | None] = [*g.hosts] or [None]
-    results: dict[int, HostResult[T]] = {}
-
-    def one(index: int, host: str | None) -> None:
-        name = host or "local"
-        ex: Executor | None = None
-        try:
-            ex = open_executor(host, ssh_config=g.ssh_config)
-            results[index] = HostResult(name, work(ex), None)
-        except TaoRemoteError as exc:
-            results[index] = HostResult(name, None, exc)
-        finally:
-            if ex is not None:
-                ex.close()
-
-    if len(targets) == 1:
-        one(0, targets[0])
-    else:
-        # daemon threads: a host that never answers must not keep the process alive after its deadline
-        threads = [threading.Thread(target=one, args=(i, h), daemon=True) for i, h in enumerate(targets)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(deadline)
-    out = []
-    for index, host in enumerate(targets):
-        name = host or "local"
-        out.append(
-            results.get(index)
-            or HostResult(name, None, TaoRemoteError(f"host {name}: no answer within {deadline:.0f} s"))
-        )
-    return out
 
 
 def _report_failures(results: Sequence[HostResult[Any]]) -> int:
@@ -106,6 +58,8 @@ def _single_host(g: Globals) -> str | None:
 def run_task(argv: list[str], g: Globals) -> int:
     from taoremote import launch, tasks
     from taoremote.hosts import stdio_is_terminal
+    from taoremote.plan import describe_plan, without_results_warning
+    from taoremote.request import LaunchOptions, parse_task_argv
 
     host = _single_host(g)
     task_map = tasks.load_task_map(_user_task_config())
@@ -113,11 +67,11 @@ def run_task(argv: list[str], g: Globals) -> int:
     if group_help is not None:
         _out(group_help)
         return 0
-    request = launch.parse_task_argv(argv, task_map)
+    request = parse_task_argv(argv, task_map)
     for warning in request.warnings:
         _err(f"warning: {warning}")
     mounts = load_mounts(g)
-    opts = launch.LaunchOptions(
+    opts = LaunchOptions(
         host=host,
         image=g.image,
         gpus=g.gpus,
@@ -128,37 +82,37 @@ def run_task(argv: list[str], g: Globals) -> int:
         override_registry=os.environ.get("OVERRIDE_REGISTRY") or None,
     )
     needs_host = not g.dry_run or parse_gpus(g.gpus).kind == "auto"  # auto:N asks the host's GPUs
-    ex = open_executor(host, ssh_config=g.ssh_config) if needs_host else None
+    backend = open_backend(g, host) if needs_host else None
     try:
-        plan = launch.plan_launch(request, mounts, task_map, opts, ex)
+        plan = launch.plan_launch(request, mounts, task_map, opts, backend.executor if backend else None)
         if g.dry_run:
-            _out(launch.describe_plan(plan))
+            _out(describe_plan(plan))
             return 0
         if os.environ.get("TAO_LAUNCHER_DEBUG") == "1":  # the launcher's debug switch: show the command
-            _err(launch.describe_plan(plan))
+            _err(describe_plan(plan))
         for note in plan.notes:
             _err(f"note: {note}")
-        assert ex is not None
+        assert backend is not None
         if plan.results and g.clean_results:
-            _clean_results(ex, plan.results, assume_yes=g.yes, terminal=opts.terminal)
-            plan = launch.without_results_warning(plan)
+            _clean_results(backend.executor, plan.results, assume_yes=g.yes, terminal=opts.terminal)
+            plan = without_results_warning(plan)
         for warning in plan.warnings:
             _err(f"warning: {warning}")
-        if not plan.image_present:
-            jobs.pull_image(ex, plan.spec.image)
         try:
-            return jobs.launch_job(ex, plan.spec, plan.env_values, echo=_out)
+            launched = backend.launch(plan.spec, plan.env_values, pull=not plan.image_present)
         except LinkLostError as exc:
-            raise LinkLostError(
-                f"{exc}; the job keeps running. Reattach with: {_reattach(g, plan.spec.job_id)}"
-            ) from None
+            reattach = f"the job keeps running. Reattach with: {_reattach(g, plan.spec.job_id)}"
+            raise LinkLostError(exc.problem, host=exc.host, fix=reattach) from None
         except HungUp as exc:
-            reattach = _reattach(g, plan.spec.job_id)
-            message = f"the terminal hung up; the job keeps running. Reattach with: {reattach}"
-            raise Interrupted(message, exc.signum) from None
+            reattach = f"the job keeps running. Reattach with: {_reattach(g, plan.spec.job_id)}"
+            raise Interrupted("the terminal hung up", exc.signum, fix=reattach) from None
+        if launched.exit_code is None:  # detached: it runs on, known by its id
+            _out(launched.job_id)
+            return 0
+        return launched.exit_code
     finally:
-        if ex is not None:
-            ex.close()
+        if backend is not None:
+            backend.close()
 
 
 def _clean_results(ex: Executor, results: ResultsDir, *, assume_yes: bool, terminal: bool) -> None:
@@ -232,8 +186,8 @@ def _user_task_config() -> str | None:
 
 def list_cmd(g: Globals, *, include_stopped: bool, fmt: str) -> int:
     checked = _fmt(fmt)  # before any host is asked
-    results = fan_out(
-        g, lambda ex: jobs.list_jobs(ex, include_stopped=include_stopped, timeout=HOST_DEADLINE_S)
+    results = fan_out_backends(
+        g, lambda b: b.list_jobs(include_stopped=include_stopped, timeout=HOST_DEADLINE_S)
     )
     rows = [
         job_row(job, with_host=len(results) > 1 or bool(g.hosts)) for r in results for job in (r.value or [])
@@ -243,7 +197,7 @@ def list_cmd(g: Globals, *, include_stopped: bool, fmt: str) -> int:
     return _report_failures(results)
 
 
-def job_row(job: jobs.Job, *, with_host: bool) -> dict[str, object]:
+def job_row(job: Job, *, with_host: bool) -> dict[str, object]:
     row: dict[str, object] = {"host": job.host} if with_host else {}
     row.update(
         {
@@ -266,40 +220,27 @@ def current_user() -> str:
     return local_user()
 
 
-@dataclass(frozen=True)
-class _Stopped:
-    stopped: list[jobs.Job]
-    found: list[str]  # the wanted ids that match a job on this host
-    known: list[jobs.Job]
-
-
 def stop_cmd(g: Globals, wanted: list[str], *, stop_all: bool, all_users: bool = False) -> int:
-    me = current_user()
+    from taoremote.backend import Stopped
 
-    def work(ex: Executor) -> _Stopped:
-        if stop_all:
-            # on a shared GPU host --all means *my* jobs; colleagues' multi-day runs need --all-users
-            return _Stopped(jobs.stop_every_job(ex, lambda j: all_users or j.user == me), [], [])
-        known = jobs.list_jobs(ex, include_stopped=True, timeout=HOST_DEADLINE_S)
-        chosen = [j for ident in wanted if (j := jobs.match_job(known, ident)) is not None]
-        if chosen:
-            result = jobs.stop_jobs(ex, chosen)
-            if result.returncode != 0:
-                raise jobs.parse_docker_error(result)
-        return _Stopped(chosen, [i for i in wanted if jobs.match_job(known, i) is not None], known)
+    # on a shared GPU host --all means *my* jobs; colleagues' multi-day runs need --all-users
+    user = None if all_users else current_user()
 
-    results = fan_out(g, work, deadline=3 * HOST_DEADLINE_S)  # --all may take a second pass
+    def work(b: JobBackend) -> Stopped:
+        return Stopped(b.stop_all(user=user), []) if stop_all else b.stop(wanted)
+
+    results = fan_out_backends(g, work, deadline=3 * HOST_DEADLINE_S)  # --all may take a second pass
     answers = [(r.host, r.value) for r in results if r.value is not None]
     for host, answer in answers:
         for job in answer.stopped:
             _out(f"stopped {job.job_id} ({job.name}){' on ' + host if host != 'local' else ''}")
     code = _report_failures(results)
     # an id is "not found" only if every host answered; otherwise it may be on the silent one
-    found = {ident for _, answer in answers for ident in answer.found}
+    found = {i for _, answer in answers for i in wanted if match_job(answer.known, i) is not None}
     missing = [i for i in wanted if i not in found] if len(answers) == len(results) else []
     known_everywhere = [job for _, answer in answers for job in answer.known]
     for ident in missing:
-        _err(f"error: {jobs.unmatched_message(known_everywhere, ident, _targets(g))}")
+        _err(f"error: {unmatched_message(known_everywhere, ident, _targets(g))}")
     if stop_all and code == 0 and not any(answer.stopped for _, answer in answers):
         _out("No running taoremote jobs.")
     return code or (1 if missing else 0)
@@ -310,22 +251,16 @@ def _targets(g: Globals) -> str:
 
 
 def logs_cmd(g: Globals, ident: str, *, follow: bool) -> int:
-    host = _single_host(g)
-    ex = open_executor(host, ssh_config=g.ssh_config)
+    backend = open_backend(g, _single_host(g))
     try:
-        job = jobs.find_job(ex, ident)
-        return jobs.show_logs(ex, job, follow=follow)
+        return backend.logs(backend.find(ident), follow=follow)
     finally:
-        ex.close()
+        backend.close()
 
 
 def prune_cmd(g: Globals, *, all_users: bool = False) -> int:
-    me = current_user()
-
-    def work(ex: Executor) -> list[jobs.Job]:
-        return jobs.prune_jobs(ex, lambda j: all_users or j.user == me)
-
-    results = fan_out(g, work)
+    user = None if all_users else current_user()
+    results = fan_out_backends(g, lambda b: b.prune(user=user))
     for r in results:
         for job in r.value or []:
             _out(f"removed {job.job_id} ({job.status}){' on ' + r.host if r.host != 'local' else ''}")

@@ -13,10 +13,10 @@ from typing import Any
 from taoremote import preflight
 from taoremote.config import MountsConfig
 from taoremote.cuda_table import ImageCuda, image_cuda_from_env, image_cuda_from_table
+from taoremote.docker_errors import parse_docker_error
 from taoremote.errors import PreflightError
 from taoremote.hosts import Completed, Executor
-from taoremote.jobs import parse_docker_error
-from taoremote.nvidia_smi import SKIP_HINT, HostGpuFacts
+from taoremote.nvidia_smi import HostGpuFacts
 from taoremote.output import Format
 from taoremote.probe import Probe, build_probe_argv, parse_image_env, parse_probe
 
@@ -70,26 +70,25 @@ def parse_listening_ports(proc_net_tcp: str) -> set[int]:
 def check_host(ex: Executor, images: Sequence[str], config: MountsConfig) -> list[Check]:
     host = ex.host
     sources = [m.source for m in config.mounts]
-    probe_run = ex.run(build_probe_argv(images[0] if images else "", sources), timeout=60)
-    probe = parse_probe(probe_run.stdout, host=host)
+    probe_run = ex.run(build_probe_argv(images[0] if images else "", sources, runtime=True), timeout=60)
+    probe = parse_probe(probe_run.stdout, host=host, runtime=True)
     docker_ok = probe.runtimes_rc == 0  # the probe's `docker info`: no second call just to ask
     if docker_ok:
         runtimes = ", ".join(probe.runtimes) or "none listed"
         checks = [Check(host, "docker", "ok", f"Docker Engine answers (runtimes: {runtimes})")]
     else:
         error = parse_docker_error(Completed(host, (), probe.runtimes_rc, "", probe.runtimes_text))
-        checks = [Check(host, "docker", "FAIL", str(error), "start dockerd / install Docker Engine")]
+        fix = error.fix or "start dockerd / install Docker Engine"
+        checks = [Check(host, "docker", "FAIL", error.problem, fix)]
     facts: HostGpuFacts | None = None
     try:
         facts = preflight.host_facts(probe, host=host)
         gpus = f", {len(facts.gpus)} GPU(s)" if facts.gpus else ""
         cuda = facts.cuda_version or "unknown"
         checks.append(Check(host, "NVIDIA driver", "ok", f"driver {facts.driver_version}, CUDA {cuda}{gpus}"))
-    except PreflightError as exc:
-        message, _, fix = str(exc).removeprefix(f"host {host}: ").partition(" - ")
-        checks.append(
-            Check(host, "NVIDIA driver", "FAIL", message, fix or "install or repair the NVIDIA driver")
-        )
+    except PreflightError as exc:  # the host is a column, and doctor is no launch to skip: no SKIP_HINT
+        fix = exc.fix or "install or repair the NVIDIA driver"
+        checks.append(Check(host, "NVIDIA driver", "FAIL", exc.problem, fix))
     checks.extend(_mount_checks(host, config, probe))
     if not docker_ok:  # the driver and mounts were still worth checking; the rest needs docker
         return [*checks, Check(host, "images and runtime", "skip", "needs docker", required=False)]
@@ -154,14 +153,12 @@ def _image_checks(
         if verdict.ok:
             checks.append(Check(ex.host, image, "ok", "; ".join([detail, *verdict.notes])))
         else:
-            message, _, fix = verdict.message.removeprefix(f"host {ex.host}: ").partition(" - ")
-            fix = fix.replace(f"; {SKIP_HINT}", "")
-            checks.append(Check(ex.host, image, "FAIL", message, fix or "see the message"))
+            checks.append(Check(ex.host, image, "FAIL", verdict.finding, verdict.fix or "see the message"))
     return checks
 
 
 def _env_checks(host: str, config: MountsConfig) -> list[Check]:
-    from taoremote.launch import wandb_needs_root  # the rule the launch warning uses too
+    from taoremote.plan import wandb_needs_root  # the rule the launch warning uses too
 
     rule = wandb_needs_root(config)
     if rule is None:
@@ -207,7 +204,7 @@ def verdict_rows(results: Sequence[Any], fmt: Format) -> tuple[list[dict[str, ob
     required checks failed."""
     checks = [c for r in results for c in (r.value or [])]
     checks += [
-        Check(r.host, "connect", "FAIL", str(r.error), "see the error")
+        Check(r.host, "connect", "FAIL", r.error.problem, r.error.fix or "see the error")
         for r in results
         if r.error is not None
     ]

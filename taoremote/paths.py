@@ -56,6 +56,7 @@ class ResultsDir:
     host_path: str  # as the probe saw it, for messages
     source: str  # the mount's source, as written in the mounts file
     below: str  # relative to the mount's destination; "" when it is the destination itself
+    warning: str = ""  # what the launch says about it; dropped once --clean-results has emptied it
 
 
 @dataclass(frozen=True)
@@ -160,16 +161,17 @@ def check_path_args(
             errors.append(f"spec file {arg.path} does not exist: nothing at {state.resolved} on the host")
         if arg.role == "results" and subtask == "train" and state.is_dir and state.non_empty:
             below = _below(arg.path, mount.destination)
-            results = ResultsDir(arg.path, state.resolved, mount.source, below)
             remedy = (
                 "use another directory or --clean-results"
                 if below
                 else "use a directory below it (--clean-results never empties a mount's destination itself)"
             )
-            warnings.append(
+            warning = (
                 f"results directory {arg.path} ({state.resolved}) is not empty; TAO training then fails "
                 f"at its last iteration - {remedy}"
             )
+            results = ResultsDir(arg.path, state.resolved, mount.source, below, warning)
+            warnings.append(warning)
     return PathReport(tuple(errors), tuple(warnings), results)
 
 

@@ -27,6 +27,8 @@ PURE_MODULES = (
     "slurm_script.py",
     "docker_errors.py",
     "placement.py",
+    "request.py",
+    "plan.py",
 )
 # A seeded generator is a pure function of its seed: trials.py may import `random.Random`, nothing else of it
 SEEDED_RANDOM = {"trials.py": {"random", "random.Random"}}

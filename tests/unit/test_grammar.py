@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from taoremote.cli import app, main
 from taoremote.config import parse_mounts_config
 from taoremote.errors import UsageError
-from taoremote.launch import parse_task_argv
+from taoremote.request import parse_task_argv
 from taoremote.tasks import (
     TaskMap,
     group_help,
@@ -278,7 +278,7 @@ def test_help_survives_a_broken_user_config(home: Path) -> None:
 )
 def test_launch_and_doctor_share_one_wandb_rule(envs: list[dict[str, str]], warned: bool) -> None:
     from taoremote.doctor import _env_checks
-    from taoremote.launch import wandb_needs_root
+    from taoremote.plan import wandb_needs_root
 
     doc = {"Mounts": [], "Envs": envs, "DockerOptions": {"user": "1000:1000"}}
     config = parse_mounts_config(json.dumps(doc), "m.json", {})

@@ -29,7 +29,7 @@ def test_a_results_dir_that_is_the_destination_itself_is_reported_with_nothing_b
         {"~/.": _state("~/.", "/home/u/.")},
         subtask="train",
     )
-    assert report.results == ResultsDir("/workspace/results", "/home/u/.", "~/.", "")
+    assert report.results == ResultsDir("/workspace/results", "/home/u/.", "~/.", "", report.warnings[0])
     assert "--clean-results never empties a mount's destination itself" in report.warnings[0]
 
 
@@ -42,7 +42,7 @@ def test_a_results_dir_below_the_destination_keeps_the_source_as_written() -> No
         subtask="train",
     )
     assert report.results == ResultsDir(
-        "/workspace/tao/results/exp1", "/home/u/tao/results/exp1", "~/tao", "results/exp1"
+        "/workspace/tao/results/exp1", "/home/u/tao/results/exp1", "~/tao", "results/exp1", report.warnings[0]
     )
     assert "use another directory or --clean-results" in report.warnings[0]
 

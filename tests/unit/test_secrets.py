@@ -125,7 +125,7 @@ def test_tao_client_type_follows_the_env_file_so_the_plan_decides_who_wins() -> 
 
 
 def test_the_plan_sets_tao_client_type_unless_the_mounts_file_does() -> None:
-    from taoremote.launch import launcher_env
+    from taoremote.plan import launcher_env
 
     def envs(doc: object) -> object:
         return launcher_env(parse_mounts_config(json.dumps(doc), "m.json", {}))
@@ -164,7 +164,7 @@ def test_paths_v_would_split_use_mount_with_csv_quoting() -> None:
 
 
 def test_the_command_label_stays_far_below_the_kernels_128_kib_per_argument() -> None:
-    from taoremote.launch import COMMAND_LABEL_MAX, command_label
+    from taoremote.plan import COMMAND_LABEL_MAX, command_label
 
     args = ["x" * 100] * 2000  # 200 KB
     label = command_label(("detectnet_v2", "train", *args))

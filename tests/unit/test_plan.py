@@ -1,26 +1,33 @@
-"""launch.py without a host: the task grammar, option checks, env values, the dry-run plan and its text."""
+"""plan.py and request.py: the task grammar, option checks, env values, the plan before and after the host
+probe (captured probe outputs, a fixed id, clock and user), and the dry-run text. No host, no clock."""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from taoremote import launch
 from taoremote.command import BoundMount, RunSpec
 from taoremote.config import DockerOptions, EnvVar, Mount, MountsConfig, parse_mounts_config
-from taoremote.errors import ConfigError, UsageError
-from taoremote.launch import (
+from taoremote.errors import ConfigError, PreflightError, UsageError
+from taoremote.plan import (
     INTERACTIVE_SHELL,
-    LaunchOptions,
     LaunchPlan,
-    TaskRequest,
+    Prepared,
     describe_plan,
     env_values,
-    parse_task_argv,
-    plan_launch,
+    finish,
+    prepare,
+    probe_argv,
+    read_probe,
+    without_results_warning,
 )
+from taoremote.request import LaunchOptions, TaskRequest, parse_task_argv
 from taoremote.tasks import ImageRef, TaskMap
+from tests.unit.captures import CAPTURED_PROBE, swap_section
 
 TAO = "nvidia/tao/tao-toolkit"
 TASKS = TaskMap(
@@ -45,9 +52,25 @@ def _config(text: str, environ: dict[str, str] | None = None) -> MountsConfig:
     return parse_mounts_config(text, MOUNTS_PATH, environ or {})
 
 
+JOB_ID = "0a1b2c3d"
+NOW = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+USER = "tester"
+
+
+def _prepared(argv: list[str], config: MountsConfig = NO_CONFIG, **options: object) -> Prepared:
+    opts = LaunchOptions(**options)  # type: ignore[arg-type]
+    return prepare(parse_task_argv(argv, TASKS), config, TASKS, opts)
+
+
+def _finish(prepared: Prepared, probe_text: str | None = None, *, host: str = "local") -> LaunchPlan:
+    probe = read_probe(prepared, probe_text, host=host) if probe_text is not None else None
+    return finish(prepared, probe, host=host, job_id=JOB_ID, now=NOW, user=USER)
+
+
 def _plan(argv: list[str], config: MountsConfig = NO_CONFIG, **options: object) -> LaunchPlan:
-    opts = LaunchOptions(dry_run=True, **options)  # type: ignore[arg-type]
-    return plan_launch(parse_task_argv(argv, TASKS), config, TASKS, opts, None)
+    """A dry run: finish without a probe."""
+    prepared = _prepared(argv, config, dry_run=True, **options)
+    return _finish(prepared, host=prepared.opts.host or "local")
 
 
 # ---------------------------------------------------------------------------------------------- grammar
@@ -237,7 +260,7 @@ def test_multi_line_env_value_is_a_config_error_naming_the_variable() -> None:
 def test_dry_run_plan_of_a_flat_task_is_a_labelled_attached_run_on_all_gpus() -> None:
     plan = _plan(["detectnet_v2", "train", "-e", "/workspace/specs/train.txt"])
     spec = plan.spec
-    assert re.fullmatch(r"[0-9a-f]{8}", spec.job_id)
+    assert spec.job_id == "0a1b2c3d"
     assert spec == RunSpec(
         image="nvcr.io/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5",
         command=("detectnet_v2", "train", "-e", "/workspace/specs/train.txt"),
@@ -271,8 +294,7 @@ def test_plan_labels_name_task_command_gpus_start_time_and_user() -> None:
         ("taoremote.command", "dino train -e '/w/my spec.yaml'"),
         ("taoremote.gpus", "2"),
     )
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", labels[3][1])
-    assert labels[4][1] != ""
+    assert labels[3:] == (("taoremote.started", "2025-03-04T05:06:07Z"), ("taoremote.user", "tester"))
 
 
 def test_plan_of_a_run_command_labels_the_command_only() -> None:
@@ -314,7 +336,8 @@ def test_local_dry_run_resolves_mount_sources_on_this_machine(
         '{"Mounts": [{"source": "~/tao/data", "destination": "/workspace/data", "read_only": true},'
         ' {"source": "results", "destination": "/workspace/results"}]}'
     )
-    plan = _plan(["model", "dino", "train", "--volume", "/srv/coco:/workspace/coco:ro"], config)
+    argv = ["model", "dino", "train", "--volume", "/srv/coco:/workspace/coco:ro"]
+    plan = launch.plan_launch(parse_task_argv(argv, TASKS), config, TASKS, LaunchOptions(dry_run=True), None)
     assert plan.spec.mounts == (
         BoundMount("/home/tester/tao/data", "/workspace/data", read_only=True),
         BoundMount(f"{tmp_path}/results", "/workspace/results"),
@@ -412,8 +435,14 @@ def test_task_without_subtask_and_without_a_terminal_is_a_usage_error() -> None:
     )
 
 
-def test_every_plan_gets_a_fresh_job_id() -> None:
-    assert len({_plan(["dino", "train"]).spec.job_id for _ in range(5)}) == 5
+def test_every_launch_plan_gets_a_fresh_job_id_the_time_and_the_user() -> None:
+    request, opts = parse_task_argv(["dino", "train"], TASKS), LaunchOptions(dry_run=True)
+    plans = [launch.plan_launch(request, NO_CONFIG, TASKS, opts, None) for _ in range(5)]
+    assert len({p.spec.job_id for p in plans}) == 5
+    assert all(re.fullmatch(r"[0-9a-f]{8}", p.spec.job_id) for p in plans)
+    labels = dict(plans[0].spec.labels)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", labels["taoremote.started"])
+    assert labels["taoremote.user"] == launch.local_user() != ""
 
 
 # ---------------------------------------------------------------------------------------------- describe_plan
@@ -511,3 +540,188 @@ def test_secret_flag_comes_from_the_mounts_file_not_only_from_the_name() -> None
     assert "#   NGC_ORG=****" in text
     assert "#   CLEARML_API_ACCESS_KEY=visible-on-purpose" in text
     assert "NGC_ORG=nvidia" not in text
+
+
+# ------------------------------------------------------------------------------------------- after the probe
+
+# The captured probe (tests/unit/captures.py): driver 535.86.10 (CUDA 12.2), two H100s by --query-gpu (GPU 0
+# busy, GPU 1 idle), an image env of CUDA 12.8; the paths below replace its path records.
+CUDA_12_1_IMAGE = '["PATH=/usr/bin","CUDA_VERSION=12.1.0","NVIDIA_REQUIRE_CUDA=cuda>=12.1"]\n'
+CUDA_12_8_IMAGE = '["PATH=/usr/bin","CUDA_VERSION=12.8.0.038","NVIDIA_REQUIRE_CUDA=cuda>=9.0","X=a=b"]\n'
+MOUNTS = _config(
+    '{"Mounts": [{"source": "~/data", "destination": "/workspace/data", "read_only": true},'
+    ' {"source": "~/results", "destination": "/workspace/results"}]}'
+)
+HOME = "/home/u"
+
+
+def _path(given: str, *, exists: bool = True, is_dir: bool = True, non_empty: bool = False) -> str:
+    flags = f"exists={int(exists)} dir={int(is_dir)} nonempty={int(non_empty)}"
+    return f"@@taoremote:path {flags}@@\n{given}\n{given.replace('~', HOME, 1)}\n"
+
+
+def _probe_text(*paths: str, image: str | None = CUDA_12_1_IMAGE) -> str:
+    """The captured probe with these path records and this image env (None: the image is not on the host)."""
+    text = CAPTURED_PROBE
+    if image is None:
+        text = swap_section(text, "image", "Error: No such image\n", "@@taoremote:end image rc=1@@")
+    else:
+        text = swap_section(text, "image", image, "@@taoremote:end image rc=0@@")
+    head = text[: text.index("@@taoremote:path ")]
+    return head + "".join(paths) + "@@taoremote:end-of-probe@@\n"
+
+
+MOUNTED = (_path("~/data", non_empty=True), _path("~/results"))
+TRAIN = ["model", "dino", "train", "-e", "/workspace/data/spec.yaml", "results_dir=/workspace/results/exp1"]
+
+
+def _probed(argv: list[str] = TRAIN, *paths: str, host: str = "gpu1", **options: object) -> LaunchPlan:
+    prepared = _prepared(argv, MOUNTS, host=host, **options)
+    return _finish(prepared, _probe_text(*(paths or MOUNTED)), host=host)
+
+
+def test_the_probe_asks_for_every_mount_source_and_the_host_paths_of_the_path_args() -> None:
+    argv = probe_argv(_prepared(TRAIN, MOUNTS, host="gpu1"))
+    assert argv[:2] == ("sh", "-c")
+    assert argv[-5:] == (
+        "nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt",
+        "~/data",
+        "~/results",
+        "~/data/spec.yaml",
+        "~/results/exp1",
+    )
+
+
+def test_after_the_probe_mounts_are_bound_to_the_sources_the_host_resolved() -> None:
+    plan = _probed()
+    assert plan.spec.mounts == (
+        BoundMount(f"{HOME}/data", "/workspace/data", read_only=True),
+        BoundMount(f"{HOME}/results", "/workspace/results"),
+    )
+    assert (plan.host, plan.spec.gpus, plan.image_present, plan.warnings) == ("gpu1", "all", True, ())
+
+
+def test_a_driver_that_can_run_the_image_passes_the_verdict() -> None:
+    # CUDA 12.1 on a 12.2 driver: nothing to say (the refusal of the same host: the test below)
+    plan = _probed(gpus="all")
+    assert (plan.spec.gpus, plan.notes) == ("all", ())
+
+
+def test_a_driver_too_old_for_the_image_is_refused_naming_both_versions() -> None:
+    prepared = _prepared(TRAIN, MOUNTS, host="gpu1")
+    probe = _probe_text(*MOUNTED, image=CUDA_12_8_IMAGE)
+    with pytest.raises(PreflightError) as info:
+        _finish(prepared, probe, host="gpu1")
+    assert str(info.value).startswith(
+        "host gpu1: NVIDIA driver 535.86.10 supports CUDA 12.2, but image "
+        "nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt needs CUDA 12.8"
+    )
+    assert info.value.exit_code == 69
+
+
+def test_no_preflight_and_no_gpus_skip_the_verdict() -> None:
+    old_driver_probe = _probe_text(*MOUNTED, image=CUDA_12_8_IMAGE)
+    for options in ({"preflight": False}, {"gpus": "none"}):
+        prepared = _prepared(TRAIN, MOUNTS, host="gpu1", **options)
+        assert _finish(prepared, old_driver_probe, host="gpu1").notes == ()
+
+
+def test_an_image_not_on_the_host_is_judged_from_the_bundled_table_and_pulled_later() -> None:
+    prepared = _prepared(TRAIN, MOUNTS, host="gpu1", image="nvcr.io/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5")
+    plan = _finish(prepared, _probe_text(*MOUNTED, image=None), host="gpu1")
+    assert plan.image_present is False
+
+
+def test_auto_gpus_choose_the_least_loaded_gpu_after_the_probe() -> None:
+    plan = _probed(gpus="auto:1")
+    assert plan.spec.gpus == "device=1"
+    assert dict(plan.spec.labels)["taoremote.gpus"] == "device=1"
+    assert plan.notes[0] == "--gpus auto:1: chose GPU 1 (least loaded)"
+
+
+def test_auto_gpus_choose_even_without_the_preflight() -> None:
+    plan = _probed(gpus="auto:2", preflight=False)
+    assert (plan.spec.gpus, plan.notes) == ("device=0,1", ("--gpus auto:2: chose GPU 0, 1 (least loaded)",))
+
+
+def test_auto_asking_for_more_gpus_than_the_host_has_is_refused() -> None:
+    with pytest.raises(PreflightError) as info:
+        _probed(gpus="auto:3")
+    assert str(info.value) == "--gpus auto:3 needs 3 GPUs, but the host has 2"
+
+
+def test_a_mount_source_missing_on_the_host_is_named_with_its_index() -> None:
+    with pytest.raises(PreflightError) as info:
+        _probed(TRAIN, _path("~/data"), _path("~/results", exists=False, is_dir=False))
+    assert str(info.value) == "mount source missing on host gpu1: Mounts[1] ~/results -> /workspace/results"
+    assert info.value.exit_code == 69
+
+
+def test_a_mount_source_missing_on_this_machine_says_this_machine() -> None:
+    prepared = _prepared(["model", "dino", "train", "--volume", "/srv/gone:/w/gone"], MOUNTS)
+    probe = _probe_text(*MOUNTED, _path("/srv/gone", exists=False, is_dir=False))
+    with pytest.raises(PreflightError) as info:
+        _finish(prepared, probe, host="local")
+    assert str(info.value) == "mount source missing on this machine: Mounts[2] /srv/gone -> /w/gone"
+
+
+def test_a_missing_spec_file_stops_the_launch_unless_the_preflight_is_off() -> None:
+    spec = _path("~/data/spec.yaml", exists=False, is_dir=False)
+    with pytest.raises(PreflightError) as info:
+        _probed(TRAIN, *MOUNTED, spec)
+    assert str(info.value) == (
+        f"spec file /workspace/data/spec.yaml does not exist: nothing at {HOME}/data/spec.yaml on the host "
+        "(--no-preflight launches anyway)"
+    )
+    plan = _probed(TRAIN, *MOUNTED, spec, preflight=False)
+    assert plan.warnings == (
+        f"spec file /workspace/data/spec.yaml does not exist: nothing at {HOME}/data/spec.yaml on the host",
+    )
+
+
+def test_a_non_empty_results_dir_is_a_warning_that_clean_results_takes_back() -> None:
+    results = _path("~/results/exp1", non_empty=True)
+    plan = _probed(TRAIN, *MOUNTED, _path("~/data/spec.yaml", is_dir=False), results)
+    assert plan.results is not None
+    assert (plan.results.source, plan.results.below) == ("~/results", "exp1")
+    assert len(plan.warnings) == 1
+    assert plan.warnings[0].startswith("results directory /workspace/results/exp1 ")
+    cleaned = without_results_warning(plan)
+    assert (cleaned.warnings, cleaned.results) == ((), None)
+
+
+def test_without_results_warning_keeps_every_other_warning_even_one_that_reads_alike() -> None:
+    plan = _probed(TRAIN, *MOUNTED, _path("~/results/exp1", non_empty=True))
+    look_alike = "results directory /elsewhere is mentioned by the mounts file"
+    plan = LaunchPlan(**{**plan.__dict__, "warnings": (look_alike, *plan.warnings)})
+    assert without_results_warning(plan).warnings == (look_alike,)
+
+
+def test_labels_after_the_probe_use_the_given_clock_user_and_id() -> None:
+    spec = _probed(gpus="auto:1").spec
+    assert spec.job_id == JOB_ID
+    assert spec.labels == (
+        ("taoremote.task", "dino"),
+        ("taoremote.command", "dino train -e /workspace/data/spec.yaml results_dir=/workspace/results/exp1"),
+        ("taoremote.gpus", "device=1"),
+        ("taoremote.started", "2025-03-04T05:06:07Z"),
+        ("taoremote.user", "tester"),
+    )
+
+
+def test_an_interactive_shell_without_a_terminal_is_refused_after_the_probe_too() -> None:
+    prepared = _prepared(["model", "dino"], MOUNTS, host="gpu1", terminal=False)
+    with pytest.raises(UsageError) as info:
+        _finish(prepared, _probe_text(*MOUNTED), host="gpu1")
+    assert str(info.value).startswith("`dino` with no subtask opens an interactive shell, which needs a")
+    assert info.value.exit_code == 2
+    prepared = _prepared(["model", "dino"], MOUNTS, host="gpu1", terminal=True)
+    on_a_terminal = _finish(prepared, _probe_text(*MOUNTED), host="gpu1")
+    assert (on_a_terminal.spec.command, on_a_terminal.spec.tty) == (INTERACTIVE_SHELL, True)
+
+
+def test_prepare_refuses_bad_input_before_any_host_is_asked() -> None:
+    with pytest.raises(UsageError):
+        _prepared(["dino", "train"], gpus="0")
+    with pytest.raises(UsageError):
+        _prepared(["model", "dino", "train", "--volume", "/x:/workspace/data"], MOUNTS)
