@@ -158,7 +158,7 @@ def _image_checks(
 
 
 def _env_checks(host: str, config: MountsConfig) -> list[Check]:
-    from taoremote.plan import wandb_needs_root  # the rule the launch warning uses too
+    from taoremote.envs import wandb_needs_root  # the rule the launch warning uses too
 
     rule = wandb_needs_root(config)
     if rule is None:

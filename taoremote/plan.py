@@ -25,8 +25,9 @@ from taoremote.command import (
     render_command,
     with_env_file,
 )
-from taoremote.config import Mount, MountsConfig, destination_key, missing_from_env, uncarriable_in
-from taoremote.errors import ConfigError, PreflightError, UsageError
+from taoremote.config import Mount, MountsConfig, destination_key
+from taoremote.envs import env_values, env_warnings, launcher_env
+from taoremote.errors import PreflightError, UsageError
 from taoremote.gpus import GpuRequest, parse_gpus, resolve_auto, selected
 from taoremote.request import LaunchOptions, TaskRequest
 from taoremote.tasks import TaskMap, resolve_image
@@ -102,7 +103,7 @@ def prepare(request: TaskRequest, config: MountsConfig, task_map: TaskMap, opts:
     gpus = parse_gpus(opts.gpus)
     has_args = request.subtask not in (None, "run")
     path_args = tuple(paths.find_path_args(request.command[1:])) if has_args else ()
-    warnings = tuple(f"{config.path}: {w}" for w in config.warnings) + _env_warnings(config)
+    warnings = tuple(f"{config.path}: {w}" for w in config.warnings) + env_warnings(config)
     return Prepared(request, config, opts, image, mounts, values, gpus, path_args, warnings)
 
 
@@ -119,24 +120,6 @@ def read_probe(prepared: Prepared, stdout: str, *, host: str) -> Probe:
     from taoremote.probe import parse_probe
 
     return parse_probe(stdout, host=host, gpu=prepared.needs_gpu_facts)
-
-
-def env_values(config: MountsConfig) -> dict[str, str]:
-    missing = missing_from_env(config)
-    if missing:
-        raise ConfigError(
-            f"{config.path}: environment variables not set on this machine: {', '.join(missing)}"
-        )
-    values = {e.name: e.value for e in config.envs if e.value is not None}
-    # JSON values were checked with the file; these came from the launching machine's environment
-    bad = [
-        f"{e.name} (from ${e.from_env}: {' and '.join(uncarriable_in(e.value))})"
-        for e in config.envs
-        if e.from_env and e.value is not None and uncarriable_in(e.value)
-    ]
-    if bad:
-        raise ConfigError(f"{config.path}: env values a docker env-file cannot carry: {', '.join(bad)}")
-    return values
 
 
 def _check_duplicate_destinations(mounts: Sequence[Mount]) -> None:
@@ -310,13 +293,6 @@ def _run_spec(
     )
 
 
-def launcher_env(config: MountsConfig) -> tuple[tuple[str, str], ...]:
-    """What the launcher adds to every container (TAO's containers read it); the file's own value wins."""
-    if any(e.name == "TAO_CLIENT_TYPE" and e.value is not None for e in config.envs):
-        return ()
-    return (("TAO_CLIENT_TYPE", "launcher"),)
-
-
 def command_label(command: Sequence[str]) -> str:
     if not command:
         return "(interactive shell)"
@@ -329,30 +305,6 @@ def without_results_warning(plan: LaunchPlan) -> LaunchPlan:
     stale = plan.results.warning if plan.results is not None else None
     kept = tuple(w for w in plan.warnings if w != stale)
     return replace(plan, warnings=kept, results=None)
-
-
-def wandb_needs_root(config: MountsConfig) -> str | None:
-    """The one W&B rule, for the launch warning and for `doctor`: TAO's W&B logging needs the
-    container to run as root, so DockerOptions.user with any WANDB_* variable is worth a warning -
-    unless W&B is switched off (WANDB_MODE=disabled, WANDB_DISABLED=true)."""
-    values = {e.name: (e.value or "") for e in config.envs}
-    if not config.options.user or not any(name.startswith("WANDB_") for name in values):
-        return None
-    if values.get("WANDB_MODE", "").lower() == "disabled" or values.get("WANDB_DISABLED", "").lower() in (
-        "true",
-        "1",
-        "yes",
-    ):
-        return None
-    return (
-        f"DockerOptions.user is {config.options.user} and W&B is configured: TAO's W&B logging needs the "
-        'container to run as root (remove "user" for runs that log to W&B)'
-    )
-
-
-def _env_warnings(config: MountsConfig) -> tuple[str, ...]:
-    rule = wandb_needs_root(config)
-    return (rule,) if rule else ()
 
 
 def describe_plan(plan: LaunchPlan) -> str:

@@ -25,15 +25,17 @@ PURE_MODULES = (
     "trials.py",
     "progress.py",
     "slurm_script.py",
+    "slurm_queue.py",
     "docker_errors.py",
     "placement.py",
     "request.py",
     "plan.py",
+    "envs.py",
 )
 # A seeded generator is a pure function of its seed: trials.py may import `random.Random`, nothing else of it
 SEEDED_RANDOM = {"trials.py": {"random", "random.Random"}}
 # taoremote modules that do I/O, start processes or hold the CLI: a pure module may not import them
-IMPURE_TAOREMOTE = ("hosts", "jobs", "launch", "actions", "cli", "doctor", "__main__")
+IMPURE_TAOREMOTE = ("hosts", "jobs", "launch", "actions", "cli", "doctor", "slurm", "__main__")
 
 
 def _source(path: Path) -> str:

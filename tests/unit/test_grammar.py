@@ -278,7 +278,7 @@ def test_help_survives_a_broken_user_config(home: Path) -> None:
 )
 def test_launch_and_doctor_share_one_wandb_rule(envs: list[dict[str, str]], warned: bool) -> None:
     from taoremote.doctor import _env_checks
-    from taoremote.plan import wandb_needs_root
+    from taoremote.envs import wandb_needs_root
 
     doc = {"Mounts": [], "Envs": envs, "DockerOptions": {"user": "1000:1000"}}
     config = parse_mounts_config(json.dumps(doc), "m.json", {})

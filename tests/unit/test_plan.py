@@ -12,13 +12,13 @@ import pytest
 from taoremote import launch
 from taoremote.command import BoundMount, RunSpec
 from taoremote.config import DockerOptions, EnvVar, Mount, MountsConfig, parse_mounts_config
+from taoremote.envs import env_values
 from taoremote.errors import ConfigError, PreflightError, UsageError
 from taoremote.plan import (
     INTERACTIVE_SHELL,
     LaunchPlan,
     Prepared,
     describe_plan,
-    env_values,
     finish,
     prepare,
     probe_argv,

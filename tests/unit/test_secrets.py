@@ -125,7 +125,7 @@ def test_tao_client_type_follows_the_env_file_so_the_plan_decides_who_wins() -> 
 
 
 def test_the_plan_sets_tao_client_type_unless_the_mounts_file_does() -> None:
-    from taoremote.plan import launcher_env
+    from taoremote.envs import launcher_env
 
     def envs(doc: object) -> object:
         return launcher_env(parse_mounts_config(json.dumps(doc), "m.json", {}))
