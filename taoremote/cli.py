@@ -1,18 +1,21 @@
 """The command line: the only module that imports typer. Each command loads, builds, executes, renders."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typer reads every command's annotations, and as strings
+# it would have to eval each one on every start (~4 ms); written as objects they are built once, at import.
 
 import contextlib
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from taoremote import __version__
 from taoremote.errors import Interrupted, TaoRemoteError, UsageError
-from taoremote.settings import Globals
+
+if TYPE_CHECKING:  # imported where a command runs: --help and --version need no dataclass built
+    from taoremote.settings import Globals
 
 HELP = """Launch NVIDIA TAO Toolkit tasks in GPU containers, on this machine or on SSH hosts.
 
@@ -29,9 +32,9 @@ Examples:
 Arguments after the task pass through unchanged, one element each: no shell re-splits them.
 Config: --mounts, $LAUNCHER_MOUNTS or ~/.tao_mounts.json (the TAO launcher's format);
 task images: ~/.tao/config.json or the bundled TAO map, $OVERRIDE_REGISTRY, --image.
-Exit codes: the task's own; 2 usage; 68 SSH; 69 docker or driver; 78 config; 130/143 Ctrl-C
-or SIGTERM (job stopped); 129 terminal hung up and 255 SSH link lost (the job goes on: reattach
-with `logs -f`); 141 output closed (job stopped)."""
+Exit codes: the task's own; 1 no such job or a failed check; 2 usage; 68 SSH; 69 docker or driver;
+78 config; 130/143 Ctrl-C or SIGTERM (job stopped); 129 terminal hung up and 255 SSH link lost (the
+job goes on: reattach with `logs -f`); 141 output closed (job stopped)."""
 
 
 class TaskDispatchGroup(TyperGroup):
@@ -161,6 +164,7 @@ def root(
     if fmt not in ("table", "json"):
         raise UsageError(f"--format {fmt!r}: expected table or json")
     from taoremote.fleet import resolve_hosts
+    from taoremote.settings import Globals
 
     hosts = resolve_hosts(host or (), inventory, os.environ)
     ctx.obj = Globals(
@@ -168,7 +172,9 @@ def root(
     )
 
 
-def _globals(ctx: typer.Context) -> Globals:
+def _globals(ctx: typer.Context) -> "Globals":
+    from taoremote.settings import Globals
+
     obj = ctx.find_root().obj
     assert isinstance(obj, Globals)
     return obj
@@ -290,7 +296,8 @@ def doctor_command(ctx: typer.Context, fmt: FormatOpt = None) -> None:
 
 
 def main() -> None:
-    from taoremote.signals import OutputClosed, Terminated, install_sigterm_handler
+    from taoremote.errors import Terminated
+    from taoremote.signals import install_sigterm_handler
 
     install_sigterm_handler()
     sys.excepthook = _masked_traceback
@@ -307,9 +314,8 @@ def main() -> None:
         print("taoremote: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except Terminated as exc:
-        what = exc.message if isinstance(exc, OutputClosed) else "terminated"
         with contextlib.suppress(OSError):
-            print(f"taoremote: {what}", file=sys.stderr)
+            print(f"taoremote: {exc.problem}", file=sys.stderr)
         raise SystemExit(128 + exc.signum) from None
 
 
@@ -336,6 +342,7 @@ def _fail(exc: TaoRemoteError) -> None:
     from taoremote.redact import mask
 
     prefix = "taoremote: " if isinstance(exc, Interrupted) else "taoremote: error: "
+    # str(exc) is the one rendering of the error's fields: `host H: <problem>; <fix>`, one line
     with contextlib.suppress(OSError):  # the exit code must survive a closed stderr
         print(mask(f"{prefix}{exc}"), file=sys.stderr)
     raise SystemExit(exc.exit_code)

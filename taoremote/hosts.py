@@ -15,9 +15,9 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from taoremote.errors import DockerError, HostError
+from taoremote.docker_errors import docker_missing
+from taoremote.errors import DockerError, DockerTimeout, HostError, HungUp
 from taoremote.executor import Completed, Executor
-from taoremote.signals import HungUp
 
 __all__ = ["Completed", "Executor", "LocalExecutor", "evaluate_ssh_config", "open_executor"]
 
@@ -52,7 +52,7 @@ class LocalExecutor:
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             proc.communicate()
-            raise DockerError(f"`{_what(argv)}` did not answer within {timeout:.0f} s") from None
+            raise DockerTimeout(f"`{_what(argv)}` did not answer within {timeout:.0f} s") from None
         except HungUp:
             # nobody is waiting for an answer any more, but the job should still come into being
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -128,8 +128,8 @@ class LocalExecutor:
                         remove(what)
             where = os.path.dirname(directory) if directory else tempfile.gettempdir()
             raise DockerError(
-                f"cannot write the env-file in {where} ({exc.strerror or exc}); "
-                "free space there or point TMPDIR at another directory"
+                f"cannot write the env-file in {where} ({exc.strerror or exc})",
+                fix="free space there or point TMPDIR at another directory",
             ) from None
         self._env_files.append(path)
         return path
@@ -167,10 +167,7 @@ def _what(argv: Sequence[str]) -> str:
 
 def _missing_binary(name: str) -> DockerError:
     if name == "docker":
-        return DockerError(
-            "docker: command not found on this machine; "
-            "install Docker Engine (docs.docker.com/engine/install)"
-        )
+        return docker_missing(None)
     return DockerError(f"{name}: command not found")
 
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 from taoremote.errors import PreflightError
 
-# Every preflight refusal ends with it (probe.py and preflight.py too).
-SKIP_HINT = "--no-preflight skips this check"
 QUERY_FIELDS = ("index", "name", "uuid", "memory.used", "memory.total", "utilization.gpu", "compute_cap")
 # compute_cap is not a valid field before R510 (470.x answers exit 2), so the probe retries without it.
 QUERY_FIELDS_R470 = QUERY_FIELDS[:-1]
@@ -39,34 +37,35 @@ class HostGpuFacts:
     gpus: tuple[Gpu, ...] = ()
 
 
-_FAILURES = (  # (pattern, exit code nvidia-smi uses for it, what it means - the fix)
+_FAILURES = (  # (pattern, exit code nvidia-smi uses for it, what it means, the fix)
     (
         r"nvidia-smi: (?:command )?not found|command not found: nvidia-smi"
         r"|No such file or directory: 'nvidia-smi'",
         127,
-        "nvidia-smi was not found, so no NVIDIA driver is installed (on WSL it is in /usr/lib/wsl/lib)"
-        " - install the NVIDIA driver",
+        "nvidia-smi was not found, so no NVIDIA driver is installed (on WSL it is in /usr/lib/wsl/lib)",
+        "install the NVIDIA driver",
     ),
     (
         r"couldn't communicate with the NVIDIA driver",
         9,
         "the NVIDIA driver is not loaded (nvidia-smi couldn't communicate with it; usually a kernel update"
-        " without a DKMS rebuild, or nouveau holding the GPU) - reinstall the driver for the running kernel"
-        " and reboot",
+        " without a DKMS rebuild, or nouveau holding the GPU)",
+        "reinstall the driver for the running kernel and reboot",
     ),
     (
         r"Driver/library version mismatch",
         None,
         "NVIDIA driver/library version mismatch: the driver was upgraded but the old kernel module is still"
-        " loaded - reboot the host (or reload the nvidia kernel modules)",
+        " loaded",
+        "reboot the host (or reload the nvidia kernel modules)",
     ),
     (
         r"couldn't find libnvidia-ml\.so",
         12,
-        "the NVIDIA driver's libraries are missing (nvidia-smi couldn't find libnvidia-ml.so)"
-        " - reinstall the NVIDIA driver",
+        "the NVIDIA driver's libraries are missing (nvidia-smi couldn't find libnvidia-ml.so)",
+        "reinstall the NVIDIA driver",
     ),
-    (r"No devices were found", 6, "the NVIDIA driver sees no GPU (nvidia-smi: No devices were found)"),
+    (r"No devices were found", 6, "the NVIDIA driver sees no GPU (nvidia-smi: No devices were found)", None),
 )
 # R610 renamed "Driver Version"/"CUDA Version" to "KMD Version"/"CUDA UMD Version"; --version prints
 # "DRIVER version :". The NVIDIA-SMI field is ignored: a snap's nvidia-smi can be older than the driver.
@@ -84,10 +83,10 @@ def parse_nvidia_smi(text: str, rc: int = 0, *, host: str | None = None) -> Host
     Raises PreflightError, naming the fix, for each known failure, or when no driver version can be found.
     """
     driver = _first(text, _KMD, _DRIVER, re.compile(_XML_TAG.format("driver_version")))
-    for pattern, code, meaning in _FAILURES:
+    for pattern, code, meaning, fix in _FAILURES:
         # The text decides; the exit code only when nothing usable was printed (exit 14 still prints a table).
         if re.search(pattern, text, re.IGNORECASE) or (rc == code and driver is None):
-            raise PreflightError(f"{host_prefix(host)}{meaning}; {SKIP_HINT}")
+            raise PreflightError(meaning, host=host, fix=fix, skippable=True)
     cuda = _first(text, _CUDA_UMD, _CUDA, re.compile(_XML_TAG.format("cuda_version")))
     if driver is None:
         first_line = next((line.strip() for line in text.splitlines() if line.strip()), "no output")
@@ -96,7 +95,7 @@ def parse_nvidia_smi(text: str, rc: int = 0, *, host: str | None = None) -> Host
             if rc
             else f"no driver version in nvidia-smi output: {first_line}"
         )
-        raise PreflightError(f"{host_prefix(host)}{what}; {SKIP_HINT}")
+        raise PreflightError(what, host=host, skippable=True)
     gpus = _xml_gpus(text) if "<nvidia_smi_log>" in text else _table_gpus(text)
     return HostGpuFacts(driver, cuda, gpus)
 
@@ -271,7 +270,3 @@ def brand_from_name(name: str) -> str:
     if re.search(r"\brtx\b", lowered):  # RTX A6000, RTX 6000 Ada, RTX PRO 6000: the former Quadro line
         return "nvidiartx"
     return "nvidia" if lowered.startswith("nvidia") else "unknown"
-
-
-def host_prefix(host: str | None) -> str:
-    return f"host {host}: " if host else ""

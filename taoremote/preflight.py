@@ -21,7 +21,7 @@ from taoremote.cuda_table import (
     suggest_image_tag,
 )
 from taoremote.errors import PreflightError
-from taoremote.nvidia_smi import SKIP_HINT, Gpu, HostGpuFacts, parse_nvidia_smi, parse_query_gpu
+from taoremote.nvidia_smi import Gpu, HostGpuFacts, parse_nvidia_smi, parse_query_gpu
 from taoremote.probe import Probe
 
 # Forward compatibility (brand=...,driver>=N clauses) works only on data-center GPUs (cuda-preflight §3.4).
@@ -31,8 +31,18 @@ CONSUMER_BRANDS = frozenset({"geforce", "geforcertx", "titan", "titanrtx"})
 @dataclass(frozen=True, slots=True)
 class Verdict:
     ok: bool
-    message: str
+    finding: str  # what was checked and found; when not ok, the problem
     notes: tuple[str, ...] = ()
+    fix: str | None = None  # when not ok and we know what to do
+    host: str | None = None
+
+    def error(self) -> PreflightError:
+        """The refusal to raise when not ok: --no-preflight gets past it."""
+        return PreflightError(self.finding, host=self.host, fix=self.fix, skippable=True)
+
+    @property
+    def message(self) -> str:
+        return str(self.error()) if not self.ok else str(PreflightError(self.finding, host=self.host))
 
 
 def host_facts(probe: Probe, *, host: str | None = None) -> HostGpuFacts:
@@ -158,7 +168,7 @@ def check_cuda_compat(
             notes.append(
                 f"nvidia-smi prints no CUDA version; driver branch {facts.driver_version} reports {host_cuda}"
             )
-    head = f"host {host}: NVIDIA driver {facts.driver_version} supports CUDA {host_cuda or 'unknown'}"
+    head = f"NVIDIA driver {facts.driver_version} supports CUDA {host_cuda or 'unknown'}"
     image_cuda = major_minor(image.cuda_version)
     shown = f"image {image.image}"
     source = f" (bundled table, {image.confidence})" if image.source == "bundled table" else ""
@@ -168,6 +178,7 @@ def check_cuda_compat(
             f"{head}; {shown} is not on the host and not in the bundled table, so its CUDA"
             " version was not checked",
             tuple(notes),
+            host=host,
         )
     result = _evaluate(image.env, facts, host_disable_require)
     notes.extend(result.notes)
@@ -177,23 +188,20 @@ def check_cuda_compat(
         if needed and host_cuda and not req.compare_versions(host_cuda, ">=", needed):
             fix = _fix(image.image, needed, host_cuda)
             return Verdict(
-                False,
-                f"{head}, but {shown} needs CUDA {needed}{source} - {fix}; {SKIP_HINT}",
-                (reason, *notes),
+                False, f"{head}, but {shown} needs CUDA {needed}{source}", (reason, *notes), fix, host
             )
         fix = "use another image or host, or set NVIDIA_DISABLE_REQUIRE=true in the image"
-        msg = f"{head}, but {shown} (CUDA {image_cuda or 'unknown'}) cannot start: {reason}"
-        msg += f" - {fix}; {SKIP_HINT}"
-        return Verdict(False, msg, tuple(notes))
+        problem = f"{head}, but {shown} (CUDA {image_cuda or 'unknown'}) cannot start: {reason}"
+        return Verdict(False, problem, tuple(notes), fix, host)
     if image_cuda is None:
-        return Verdict(True, f"{head}; {shown} declares no CUDA version", tuple(notes))
+        return Verdict(True, f"{head}; {shown} declares no CUDA version", tuple(notes), host=host)
     if host_cuda is None:
         notes.append(
             "the host's CUDA version is unknown: only the image's NVIDIA_REQUIRE_* constraints were checked"
         )
-        return Verdict(True, f"{head}; {shown} needs CUDA {image_cuda}{source}", tuple(notes))
+        return Verdict(True, f"{head}; {shown} needs CUDA {image_cuda}{source}", tuple(notes), host=host)
     if req.compare_versions(host_cuda, ">=", image_cuda):
-        return Verdict(True, f"{head}; {shown} needs CUDA {image_cuda}{source}", tuple(notes))
+        return Verdict(True, f"{head}; {shown} needs CUDA {image_cuda}{source}", tuple(notes), host=host)
     # Forward compatibility only if every GPU passed through a brand clause rather than the cuda>= term.
     through_brand = {id(g) for g, _ in result.forward_compat}
     if through_brand and all(id(g) in through_brand for g in facts.gpus or (None,)):
@@ -208,20 +216,20 @@ def check_cuda_compat(
                 True,
                 f"{head}; {shown} needs CUDA {image_cuda}, accepted through forward compatibility",
                 tuple(notes),
+                host=host,
             )
         fix = _fix(image.image, image_cuda, host_cuda)
         gpu = consumer[0]
         return Verdict(
             False,
             f"{head}, but {shown} needs CUDA {image_cuda}: the runtime would accept it through"
-            f" forward compatibility ({term}), which does not work on GPU {gpu.index} ({gpu.name})"
-            f" - {fix}; {SKIP_HINT}",
+            f" forward compatibility ({term}), which does not work on GPU {gpu.index} ({gpu.name})",
             tuple(notes),
+            fix,
+            host,
         )
     fix = _fix(image.image, image_cuda, host_cuda)
-    return Verdict(
-        False, f"{head}, but {shown} needs CUDA {image_cuda}{source} - {fix}; {SKIP_HINT}", tuple(notes)
-    )
+    return Verdict(False, f"{head}, but {shown} needs CUDA {image_cuda}{source}", tuple(notes), fix, host)
 
 
 def _cuda_needed(result: _Evaluation) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from taoremote.errors import PreflightError, UsageError
-from taoremote.nvidia_smi import QUERY_FIELDS, QUERY_FIELDS_R470, SKIP_HINT, host_prefix
+from taoremote.nvidia_smi import QUERY_FIELDS, QUERY_FIELDS_R470
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,20 +90,28 @@ _PATH_LINES = (
 _IMAGE_LINE = _capture("image", "docker image inspect --format '{{json .Config.Env}}' \"$1\"")
 _HEADER = "printf '%s\\n' '@@taoremote:probe v=1@@';"
 PROBE_SCRIPT = " ".join((_HEADER, *_GPU_LINES, _IMAGE_LINE, *_DOCKER_GPU_LINES, *_PATH_LINES))
+# A launch does not ask docker for its runtimes (`docker info`, a second daemon round trip) nor look for the
+# hook: only `doctor` reports them. A launch without NVIDIA support fails at create/start with docker's own
+# "could not select device driver", which jobs.py turns into the same fix.
+LAUNCH_PROBE_SCRIPT = " ".join((_HEADER, *_GPU_LINES, _IMAGE_LINE, _DOCKER_GPU_LINES[-1], *_PATH_LINES))
 # --no-preflight / --gpus none: mount sources and the image are still looked at (one round trip), the
 # driver is not.
 PATHS_PROBE_SCRIPT = " ".join((_HEADER, _IMAGE_LINE, *_PATH_LINES))
 _MARKER = re.compile(r"@@taoremote:([a-z-]+)((?: [a-z.-]+(?:=\S*)?)*)@@")
 
 
-def build_probe_argv(image: str, paths: Sequence[str], *, gpu: bool = True) -> tuple[str, ...]:
+def build_probe_argv(
+    image: str, paths: Sequence[str], *, gpu: bool = True, runtime: bool = False
+) -> tuple[str, ...]:
+    """runtime: also docker's runtimes and the NVIDIA hook (doctor); a launch needs neither."""
     for path in paths:
         if "\n" in path:  # the probe reports one path per line
             raise UsageError(f"mount path {path!r} contains a newline")
-    return ("sh", "-c", PROBE_SCRIPT if gpu else PATHS_PROBE_SCRIPT, "sh", image, *paths)
+    script = (PROBE_SCRIPT if runtime else LAUNCH_PROBE_SCRIPT) if gpu else PATHS_PROBE_SCRIPT
+    return ("sh", "-c", script, "sh", image, *paths)
 
 
-def parse_probe(stdout: str, *, host: str | None = None, gpu: bool = True) -> Probe:
+def parse_probe(stdout: str, *, host: str | None = None, gpu: bool = True, runtime: bool = False) -> Probe:
     sections: dict[str, tuple[str, int, dict[str, str]]] = {}
     paths: dict[str, PathState] = {}
     complete = False
@@ -133,9 +141,9 @@ def parse_probe(stdout: str, *, host: str | None = None, gpu: bool = True) -> Pr
             i += 2
         elif kind == "end-of-probe":
             complete = True
-    required = {"nvidia-smi", "query", "image", "runtimes"} if gpu else {"image"}
+    required = ({"nvidia-smi", "query", "image"} | ({"runtimes"} if runtime else set())) if gpu else {"image"}
     if not complete or required - sections.keys():
-        raise PreflightError(f"{host_prefix(host)}the preflight probe's output is incomplete; {SKIP_HINT}")
+        raise PreflightError("the preflight probe's output is incomplete", host=host, skippable=True)
     not_probed: tuple[str, int, dict[str, str]] = ("", 127, {})
     smi_text, smi_rc, _ = sections.get("nvidia-smi", not_probed)
     query_text, query_rc, query_attrs = sections.get("query", not_probed)

@@ -6,27 +6,9 @@ from __future__ import annotations
 import contextlib
 import signal
 
+from taoremote.errors import HungUp, OutputClosed, Terminated  # the vocabulary lives in errors.py
 
-class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM/SIGHUP; BaseException so no `except Exception` eats it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-class HungUp(Terminated):
-    """SIGHUP: the user's terminal (or the session it ran in) went away. A job is left running and
-    the way to reattach is printed, as when the SSH link to the host drops."""
-
-
-class OutputClosed(Terminated):
-    """Our stdout went away (`| head`, a closed `less`): nobody can watch the foreground job any more,
-    so it is stopped like on SIGTERM, and we exit 141 as a process killed by SIGPIPE would."""
-
-    def __init__(self, message: str = "output closed") -> None:
-        super().__init__(signal.SIGPIPE)
-        self.message = message
+__all__ = ["HungUp", "OutputClosed", "Terminated", "install_sigterm_handler"]
 
 
 def install_sigterm_handler() -> None:

@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING
 import fabric
 import paramiko
 
-from taoremote.errors import DockerError, HostError, LinkLostError, UsageError
+from taoremote.errors import DockerError, DockerTimeout, HostError, LinkLostError, OutputClosed, UsageError
 from taoremote.executor import Completed
-from taoremote.signals import OutputClosed
 from taoremote.ssh_config import HostKeyPolicy, keepalive, openssh_config_text, parse_host_spec
 from taoremote.ssh_trust import describe_ssh_failure, secure
 
@@ -77,7 +76,7 @@ class SshExecutor:
                 config = fabric.Config()
             self._conn: Connection = fabric.Connection(hostname, user=user, port=port, config=config)
         except Exception as exc:  # paramiko/fabric raise plain errors for bad ssh_config content
-            raise HostError(f"host {spec}: bad ssh configuration: {exc}") from None
+            raise HostError(f"bad ssh configuration: {exc}", host=spec) from None
         ssh_cfg = self._conn.ssh_config
         self._timeout = float(ssh_cfg.get("connecttimeout", DEFAULT_CONNECT_TIMEOUT_S))
         self._conn.connect_timeout = self._timeout
@@ -125,9 +124,7 @@ class SshExecutor:
             channel = transport.open_session(timeout=self._timeout)
             channel.exec_command(command)
         except Exception as exc:  # nothing ran: never claim a job keeps running
-            raise HostError(
-                f"host {self.host}: the command could not be started ({self._why(exc)})"
-            ) from None
+            raise HostError(f"the command could not be started ({self._why(exc)})", host=self.host) from None
         code, out, err = self._collect(channel, transport, data, timeout, _what(argv))
         return Completed(self.host, tuple(argv), code, _decode(out), _decode(err))
 
@@ -157,7 +154,7 @@ class SshExecutor:
                     raise self._lost()
                 if deadline is not None and time.monotonic() > deadline:
                     channel.close()
-                    raise DockerError(f"host {self.host}: `{what}` did not answer within {timeout:.0f} s")
+                    raise DockerTimeout(f"`{what}` did not answer within {timeout:.0f} s", host=self.host)
                 if channel.exit_status_ready():
                     # exited, output still open: a child it left behind holds it; the command is done
                     exited_at = exited_at or time.monotonic()
@@ -249,10 +246,11 @@ class SshExecutor:
     def _lost(self) -> LinkLostError:
         if self._watch is not None and self._watch.silent_for:
             return LinkLostError(
-                f"the SSH connection to {self.host} was lost (no answer for {self._watch.silent_for:.0f} s: "
-                "ServerAliveInterval x ServerAliveCountMax)"
+                f"the SSH connection was lost (no answer for {self._watch.silent_for:.0f} s: "
+                "ServerAliveInterval x ServerAliveCountMax)",
+                host=self.host,
             )
-        return LinkLostError(f"the SSH connection to {self.host} was lost")
+        return LinkLostError("the SSH connection was lost", host=self.host)
 
     def _why(self, exc: BaseException) -> str:
         return "the connection was lost" if not self._active() else f"{type(exc).__name__}: {exc}"
@@ -261,12 +259,12 @@ class SshExecutor:
         name = type(exc).__name__
         if name == "CommandTimedOut":
             # the link is fine (keepalives), the command is stuck: as locally, a docker-side failure
-            return DockerError(
-                f"host {self.host}: `{timeout:.0f} s` passed without an answer from the command"
+            return DockerTimeout(
+                f"`{timeout:.0f} s` passed without an answer from the command", host=self.host
             )
         if not self._active():
             return self._lost()
-        return HostError(f"host {self.host}: {name}: {exc}")
+        return HostError(f"{name}: {exc}", host=self.host)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -94,7 +94,7 @@ def test_help_explains_the_task_grammar_and_the_exit_codes() -> None:
     assert "taoremote [OPTIONS] TASK run COMMAND..." in output
     assert "interactive shell (needs a terminal)" in output
     assert (
-        "Exit codes: the task's own; 2 usage; 68 SSH; 69 docker or driver; 78 config; 130/143 Ctrl-C"
+        "Exit codes: the task's own; 1 no such job or a failed check; 2 usage; 68 SSH; 69 docker or driver;"
         in output
     )
 

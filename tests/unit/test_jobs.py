@@ -1,4 +1,6 @@
-"""jobs.py's pure parts over real docker output: `docker ps` rows, docker's error texts, job matching."""
+"""containers.py over real docker output: `docker ps` rows and job matching.
+
+docker's error texts: test_docker_errors.py."""
 
 from __future__ import annotations
 
@@ -6,21 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from taoremote.errors import DockerError, PreflightError
-from taoremote.hosts import Completed
-from taoremote.jobs import Job, _exit_code, match_job, parse_docker_error, parse_ps
+from taoremote.containers import Job, exit_code_of, match_job, parse_ps
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "docker"
 IMAGE = "taoremote.test/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5"
 PS_JOBS = (DATA / "ps-jobs.jsonl").read_text()
-
-
-def _capture(name: str) -> str:
-    return (DATA / name).read_text()
-
-
-def _failed(stderr: str, *, host: str = "local", returncode: int = 125, stdout: str = "") -> Completed:
-    return Completed(host, ("docker", "run"), returncode, stdout, stderr)
 
 
 # ---------------------------------------------------------------------------------------------- parse_ps
@@ -113,7 +105,7 @@ def test_parse_ps_missing_labels_become_empty_strings() -> None:
     ],
 )
 def test_exit_code_is_read_from_an_exited_status(status: str, code: int) -> None:
-    assert _exit_code(status) == code
+    assert exit_code_of(status) == code
 
 
 @pytest.mark.parametrize(
@@ -121,7 +113,7 @@ def test_exit_code_is_read_from_an_exited_status(status: str, code: int) -> None
     ["Up 7 seconds", "Up 3 minutes (Paused)", "Created", "Restarting (1) 2 seconds ago", "Dead", ""],
 )
 def test_exit_code_is_none_unless_the_container_exited(status: str) -> None:
-    assert _exit_code(status) is None
+    assert exit_code_of(status) is None
 
 
 # ---------------------------------------------------------------------------------------------- match_job
@@ -187,132 +179,3 @@ def test_container_id_prefix_shared_by_two_jobs_matches_neither() -> None:
     first = _job("11111111", "abcd1111" + "0" * 56)
     second = _job("22222222", "abcd2222" + "0" * 56)
     assert match_job([first, second], "abcd") is None
-
-
-# ---------------------------------------------------------------------------------------------- errors
-
-
-@pytest.mark.parametrize(
-    ("capture", "host", "message"),
-    [
-        (
-            "daemon-down.txt",
-            "local",
-            "the Docker daemon on this machine is not running or not reachable (Cannot connect to the "
-            "Docker daemon at unix:///nonexistent. Is the docker daemon running?)",
-        ),
-        (
-            "daemon-down.txt",
-            "gpu1",
-            "the Docker daemon on host gpu1 is not running or not reachable (Cannot connect to the "
-            "Docker daemon at unix:///nonexistent. Is the docker daemon running?)",
-        ),
-        (
-            "ps-permission-denied.txt",
-            "local",
-            "no permission to use Docker on this machine: add the user to the 'docker' group",
-        ),
-        (
-            "run-gpus-no-device-driver.txt",
-            "local",
-            "Docker on this machine has no NVIDIA GPU support (could not select device driver): install "
-            "the NVIDIA Container Toolkit and restart dockerd, or pass --gpus none",
-        ),
-        (
-            "run-detached-gpus-no-device-driver.txt",
-            "gpu1",
-            "Docker on host gpu1 has no NVIDIA GPU support (could not select device driver): install "
-            "the NVIDIA Container Toolkit and restart dockerd, or pass --gpus none",
-        ),
-        (
-            "run-image-missing.txt",
-            "local",
-            "image taoremote.test/absent:1 is not available on this machine: Error response from daemon: "
-            'Get "https://taoremote.test/v2/": dial tcp: lookup taoremote.test on 10.255.255.53:53: '
-            "no such host",
-        ),
-        (
-            "image-inspect-missing.txt",
-            "gpu1",
-            "image taoremote.test/absent:1 is not available on host gpu1: Error response from daemon: "
-            "no such image: taoremote.test/absent:1: No such image: taoremote.test/absent:1",
-        ),
-        (
-            "run-port-allocated.txt",
-            "local",
-            "a port in DockerOptions.ports is already in use on this machine: Error response from daemon: "
-            "driver failed programming external "
-            "connectivity on endpoint taoremote-port-b "
-            "(569edee8c0b04272774be685b72bb667aae45f4901573a80244567f79b3ea1a7): Bind for 0.0.0.0:18888 "
-            "failed: port is already allocated",
-        ),
-        (
-            "run-name-conflict.txt",
-            "local",
-            "a container with this name already exists on this machine: Error response from daemon: "
-            "Conflict. The container name "
-            '"/taoremote-port-a" is already in use by container '
-            '"1ee5b26656e545d0f5735afb1c599fd6e255f15700310c4fa2409584ca92bf67". You have to remove (or '
-            "rename) that container to be able to reuse that name.",
-        ),
-        (
-            "stop-unknown-container.txt",
-            "local",
-            "docker failed on this machine: Error response from daemon: No such container: nope",
-        ),
-        (
-            "run-unknown-runtime-nvidia.txt",
-            "gpu1",
-            "docker failed on host gpu1: Error response from daemon: Unknown runtime specified nvidia",
-        ),
-        ("bash-docker-not-found.txt", "gpu1", "docker is not installed on host gpu1"),
-    ],
-)
-def test_real_docker_error_becomes_one_line_docker_error_exit_69(
-    capture: str, host: str, message: str
-) -> None:
-    error = parse_docker_error(_failed(_capture(capture), host=host), image="taoremote.test/absent:1")
-    assert type(error) is DockerError
-    assert error.exit_code == 69
-    assert str(error) == message
-    assert "\n" not in str(error)
-
-
-def test_driver_too_old_requirement_error_is_a_preflight_error_exit_69() -> None:
-    text = _capture("run-nvidia-requirement-error-reference.txt")
-    error = parse_docker_error(_failed(text, host="gpu1"), image="nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt")
-    assert type(error) is PreflightError
-    assert error.exit_code == 69
-    assert str(error) == (
-        "host gpu1: nvidia-container-cli: requirement error: unsatisfied condition: cuda>=12.8, please "
-        "update your driver to a newer version, or use an earlier cuda container: unknown "
-        "(the host driver is too old for this image)"
-    )
-
-
-def test_docker_run_help_hint_and_unable_to_find_image_lines_are_not_the_message() -> None:
-    message = str(parse_docker_error(_failed(_capture("run-image-missing.txt")), image="x:1"))
-    assert "Unable to find image" not in message
-    assert "docker run --help" not in message
-    assert "docker: " not in message
-
-
-def test_image_error_without_an_image_name_still_says_which_host() -> None:
-    error = parse_docker_error(_failed(_capture("image-inspect-missing.txt"), host="gpu1"))
-    assert str(error).startswith("the image is not available on host gpu1: ")
-
-
-def test_error_with_empty_output_names_the_exit_code() -> None:
-    error = parse_docker_error(_failed("", returncode=125))
-    assert type(error) is DockerError
-    assert str(error) == "docker failed on this machine: exit code 125"
-
-
-def test_error_text_only_on_stdout_is_used() -> None:
-    error = parse_docker_error(_failed("", stdout="Error response from daemon: No such container: nope\n"))
-    assert str(error) == "docker failed on this machine: Error response from daemon: No such container: nope"
-
-
-def test_docker_missing_on_a_host_whose_login_shell_is_dash_says_docker_is_not_installed() -> None:
-    error = parse_docker_error(_failed(_capture("sh-docker-not-found.txt"), host="gpu1", returncode=127))
-    assert str(error) == "docker is not installed on host gpu1"

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from taoremote.errors import PreflightError
+from taoremote.errors import SKIP_HINT, PreflightError
 from taoremote.nvidia_smi import (
     QUERY_FIELDS,
-    SKIP_HINT,
     Gpu,
     brand_from_name,
     normalize_brand,
@@ -110,6 +109,8 @@ def test_failures_raise_one_line_naming_host_and_fix(text: str, rc: int, expecte
     assert message.endswith("; " + SKIP_HINT)
     assert "\n" not in message
     assert info.value.exit_code == 69
+    assert (info.value.host, info.value.skippable) == ("gpu1", True)
+    assert SKIP_HINT not in info.value.problem and SKIP_HINT not in (info.value.fix or "")
 
 
 # --- --query-gpu --------------------------------------------------------------------------------------------

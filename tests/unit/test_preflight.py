@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from taoremote.cuda_table import ImageCuda, image_cuda_from_env, image_cuda_from_table
-from taoremote.nvidia_smi import SKIP_HINT, Gpu, HostGpuFacts
+from taoremote.errors import SKIP_HINT
+from taoremote.nvidia_smi import Gpu, HostGpuFacts
 from taoremote.preflight import (
     Verdict,
     check_cuda_compat,
@@ -118,7 +119,7 @@ def test_legacy_cuda_version_only_images() -> None:
     facts = HostGpuFacts("410.48", "10.0", (T4,))
     assert evaluate_requirements({"CUDA_VERSION": "10.0.130"}, facts).ok
     verdict = evaluate_requirements({"CUDA_VERSION": "10.1.243"}, facts)
-    assert not verdict.ok and verdict.message.endswith("unsatisfied condition: cuda>=10.1" + RUNTIME_HINT)
+    assert not verdict.ok and verdict.finding.endswith("unsatisfied condition: cuda>=10.1" + RUNTIME_HINT)
     verdict = evaluate_requirements({"CUDA_VERSION": "12.2.2.009"}, HostGpuFacts("570.86.15", "12.8", (T4,)))
     assert not verdict.ok and "cannot parse that version" in verdict.message
 
@@ -143,11 +144,19 @@ def test_the_briefs_example_refusal() -> None:
     verdict = check_cuda_compat("gpu1", HostGpuFacts("535.183.01", "12.2", (RTX4090,)), image)
     assert verdict == Verdict(
         False,
-        "host gpu1: NVIDIA driver 535.183.01 supports CUDA 12.2, but image"
-        " nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt needs CUDA 13.0 (bundled table, unverified) - upgrade the"
-        " driver to >= 580.65.06 or use image tag 4.0.0-pyt (CUDA 11.8); --no-preflight skips this check",
+        "NVIDIA driver 535.183.01 supports CUDA 12.2, but image"
+        " nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt needs CUDA 13.0 (bundled table, unverified)",
         (),
+        fix="upgrade the driver to >= 580.65.06 or use image tag 4.0.0-pyt (CUDA 11.8)",
+        host="gpu1",
     )
+    assert verdict.message == (
+        "host gpu1: NVIDIA driver 535.183.01 supports CUDA 12.2, but image"
+        " nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt needs CUDA 13.0 (bundled table, unverified); upgrade the"
+        " driver to >= 580.65.06 or use image tag 4.0.0-pyt (CUDA 11.8); --no-preflight skips this check"
+    )
+    error = verdict.error()
+    assert (error.host, error.fix, error.skippable) == ("gpu1", verdict.fix, True)
 
 
 def test_tao_image_on_the_host_newer_than_the_driver_is_refused_before_it_fails_inside() -> None:
@@ -155,7 +164,7 @@ def test_tao_image_on_the_host_newer_than_the_driver_is_refused_before_it_fails_
     verdict = check_cuda_compat("gpu1", HostGpuFacts("550.54.15", "12.4", (H100,)), image)
     assert verdict.message == (
         "host gpu1: NVIDIA driver 550.54.15 supports CUDA 12.4, but image"
-        " nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt needs CUDA 12.8 - upgrade the driver to >= 570.26"
+        " nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt needs CUDA 12.8; upgrade the driver to >= 570.26"
         " or use image tag 5.5.0-pyt (CUDA 12.4); --no-preflight skips this check"
     )
     assert not verdict.ok
@@ -168,7 +177,7 @@ def test_cuda_image_refused_by_the_runtime_names_the_minimum_driver() -> None:
     verdict = check_cuda_compat("gpu1", HostGpuFacts("535.104.05", "12.2", (RTX4090,)), image)
     assert verdict.message == (
         "host gpu1: NVIDIA driver 535.104.05 supports CUDA 12.2, but image"
-        " nvidia/cuda:12.6.3-base-ubuntu24.04 needs CUDA 12.6 - upgrade the driver to >= 560.28.03;"
+        " nvidia/cuda:12.6.3-base-ubuntu24.04 needs CUDA 12.6; upgrade the driver to >= 560.28.03;"
         " --no-preflight skips this check"
     )
     assert verdict.notes[0].startswith("NVIDIA_REQUIRE_CUDA is not met on GPU 0")
