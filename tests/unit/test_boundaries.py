@@ -31,11 +31,15 @@ PURE_MODULES = (
     "request.py",
     "plan.py",
     "envs.py",
+    "config_checks.py",
+    "containers.py",
+    "interrupts.py",
+    "backend.py",
 )
 # A seeded generator is a pure function of its seed: trials.py may import `random.Random`, nothing else of it
 SEEDED_RANDOM = {"trials.py": {"random", "random.Random"}}
 # taoremote modules that do I/O, start processes or hold the CLI: a pure module may not import them
-IMPURE_TAOREMOTE = ("hosts", "jobs", "launch", "actions", "cli", "doctor", "slurm", "__main__")
+IMPURE_TAOREMOTE = ("hosts", "jobs", "launch", "actions", "cli", "doctor", "slurm", "fleet", "__main__")
 
 
 def _source(path: Path) -> str:
