@@ -3,7 +3,8 @@ the TAO launcher adds to every container, and the W&B rule the launch and `docto
 
 from __future__ import annotations
 
-from taoremote.config import MountsConfig, missing_from_env, uncarriable_in
+from taoremote.config import MountsConfig, missing_from_env
+from taoremote.config_checks import uncarriable_in
 from taoremote.errors import ConfigError
 
 

@@ -25,7 +25,8 @@ from taoremote.command import (
     render_command,
     with_env_file,
 )
-from taoremote.config import Mount, MountsConfig, destination_key
+from taoremote.config import Mount, MountsConfig
+from taoremote.config_checks import destination_key
 from taoremote.envs import env_values, env_warnings, launcher_env
 from taoremote.errors import PreflightError, UsageError
 from taoremote.gpus import GpuRequest, parse_gpus, resolve_auto, selected
