@@ -13,10 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from taoremote.config import DockerOptions, PortMapping, Ulimit
+from taoremote.containers import JOB_LABEL, PS_TEMPLATE
 from taoremote.gpus import docker_gpus_args, parse_gpus
 
-LABEL_PREFIX = "taoremote."
-JOB_LABEL = "taoremote.job"
 STOP_TIMEOUT_S = 10  # docker's own default grace; tasks run under --init so they get SIGTERM at once
 
 
@@ -133,8 +132,7 @@ def build_inspect_state_argv(name: str) -> tuple[str, ...]:
 
 
 def build_ps_argv(*, include_stopped: bool, job_id: str | None = None) -> tuple[str, ...]:
-    """One `docker ps` per host, filtered by our label; the template names every field explicitly
-    because `{{json .}}` joins labels with commas, which is ambiguous for label values."""
+    """One `docker ps` per host, filtered by our label; containers.PS_TEMPLATE is what parse_ps reads."""
     label = f"{JOB_LABEL}={job_id}" if job_id else JOB_LABEL
     return (
         "docker",
@@ -146,21 +144,6 @@ def build_ps_argv(*, include_stopped: bool, job_id: str | None = None) -> tuple[
         "--format",
         PS_TEMPLATE,
     )
-
-
-_PS_FIELDS = {
-    "id": ".ID",
-    "name": ".Names",
-    "image": ".Image",
-    "state": ".State",
-    "status": ".Status",
-    "created": ".CreatedAt",
-    **{
-        key: f'(.Label "{LABEL_PREFIX}{key}")'
-        for key in ("job", "task", "command", "gpus", "started", "user")
-    },
-}
-PS_TEMPLATE = "{" + ",".join(f'"{k}":{{{{json {v}}}}}' for k, v in _PS_FIELDS.items()) + "}"
 
 
 def build_stop_argv(names: Sequence[str], *, timeout_s: int = STOP_TIMEOUT_S) -> tuple[str, ...]:

@@ -1,18 +1,19 @@
-"""Jobs through an Executor: launch, follow, list, stop, logs. Local or remote is not known here.
+"""The docker backend (backend.JobBackend): jobs through an Executor - launch, follow, list, stop,
+logs, prune. Local or remote is not known here.
 
 A job is a container named `taoremote-<task>-<id>` carrying the label `taoremote.job=<id>`; it is
-found again with one `docker ps --filter label=...` per host, never by image name.
+found again with one `docker ps --filter label=...` per host, never by image name. What to do about an
+interruption is interrupts.py's policy; this module carries it out with docker commands.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from taoremote.backend import Launched, Stopped
 from taoremote.command import (
     ENV_FILE_END,
     STOP_TIMEOUT_S,
@@ -34,115 +35,42 @@ from taoremote.command import (
     format_env_file,
     with_env_file,
 )
-from taoremote.errors import DockerError, Interrupted, JobNotFoundError, PreflightError
+from taoremote.containers import (
+    FINISHED_STATES,
+    LIVE_STATES,
+    Job,
+    match_job,
+    parse_ps,
+    parse_state,
+    unmatched_message,
+)
+from taoremote.docker_errors import checked, first_line, is_no_such_container, parse_docker_error
+from taoremote.errors import (
+    DaemonUnreachable,
+    DockerError,
+    DockerMissing,
+    DockerPermission,
+    DockerTimeout,
+    HungUp,
+    ImageUnavailable,
+    Interrupted,
+    JobNotFoundError,
+    OutputClosed,
+    StartFailed,
+)
 from taoremote.hosts import Completed, Executor
-from taoremote.signals import HungUp, OutputClosed, Terminated
+from taoremote.interrupts import Reaction, reaction
 
 LIST_TIMEOUT_S = 30.0
 DOCKER_TIMEOUT_S = 30.0  # every docker call but the followed output: a frozen daemon never hangs us
 INTERRUPT_CLEANUP_TIMEOUT_S = 10.0  # after Ctrl-C the user is waiting: answer in seconds
 
 
-@dataclass(frozen=True)
-class Job:
-    host: str
-    job_id: str
-    name: str
-    container_id: str
-    task: str
-    command: str
-    image: str
-    state: str  # created | running | exited | ...
-    status: str  # docker's human text: "Up 3 minutes", "Exited (3) 2 hours ago"
-    exit_code: int | None
-    created: str
-    gpus: str
-    user: str = ""  # who launched it (taoremote.user): shared GPU hosts run several people's jobs
-
-
-def parse_ps(host: str, stdout: str) -> list[Job]:
-    """Rows from `docker ps --format PS_TEMPLATE`: one JSON object per line."""
-    jobs = []
-    for line in stdout.splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        jobs.append(
-            Job(
-                host=host,
-                job_id=row.get("job") or "",
-                name=row.get("name") or "",
-                container_id=row.get("id") or "",
-                task=row.get("task") or "",
-                command=row.get("command") or "",
-                image=row.get("image") or "",
-                state=row.get("state") or "",
-                status=row.get("status") or "",
-                exit_code=_exit_code(row.get("status") or ""),
-                created=row.get("created") or "",
-                gpus=row.get("gpus") or "",
-                user=row.get("user") or "",
-            )
-        )
-    return jobs
-
-
-def _exit_code(status: str) -> int | None:
-    match = re.match(r"Exited \((-?\d+)\)", status)
-    return int(match.group(1)) if match else None
-
-
-def parse_docker_error(
-    result: Completed, image: str | None = None, *, failed: str | None = None
-) -> DockerError | PreflightError:
-    """One clear line for a failed docker CLI call, with the fix where we know it; `failed` says what
-    failed where the cause is not one we know."""
-    text = result.stderr.strip() or result.stdout.strip() or f"exit code {result.returncode}"
-    where = f"host {result.host}" if result.host != "local" else "this machine"
-    lowered = text.lower()
-    if "port is already allocated" in lowered or "address already in use" in lowered:
-        return DockerError(f"a port in DockerOptions.ports is already in use on {where}: {_first_line(text)}")
-    if "is already in use by container" in lowered:
-        return DockerError(f"a container with this name already exists on {where}: {_first_line(text)}")
-    if "cannot connect to the docker daemon" in lowered or "is the docker daemon running" in lowered:
-        return DockerError(
-            f"the Docker daemon on {where} is not running or not reachable ({_first_line(text)})"
-        )
-    if "permission denied" in lowered and "docker" in lowered and "sock" in lowered:
-        return DockerError(f"no permission to use Docker on {where}: add the user to the 'docker' group")
-    if "could not select device driver" in lowered:
-        return DockerError(
-            f"Docker on {where} has no NVIDIA GPU support (could not select device driver): install the "
-            "NVIDIA Container Toolkit and restart dockerd, or pass --gpus none"
-        )
-    if "requirement error" in lowered and "nvidia-container-cli" in lowered:
-        return PreflightError(f"{where}: {_first_line(text)} (the host driver is too old for this image)")
-    if any(
-        s in lowered
-        for s in ("no such image", "unable to find image", "pull access denied", "manifest unknown")
-    ):
-        what = f"image {image}" if image else "the image"
-        return DockerError(f"{what} is not available on {where}: {_first_line(text)}")
-    if re.search(r"docker: (command )?not found|docker: no such file", lowered):
-        return DockerError(f"docker is not installed on {where}")
-    return DockerError(f"{failed or f'docker failed on {where}'}: {_first_line(text)}")
-
-
-def _first_line(text: str) -> str:
-    # docker ends with "See 'docker run --help'." and may start with "Unable to find image ...":
-    # the error itself is the last line that is neither.
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    meaningful = [ln for ln in lines if not ln.startswith(("See '", "Run '"))] or lines or [text]
-    return meaningful[-1].removeprefix("docker: ")
-
-
 # ---------------------------------------------------------------------------------------------- launch
 
 
-def launch_job(
-    ex: Executor, spec: RunSpec, env_values: Mapping[str, str], *, echo: Callable[[str], None]
-) -> int:
-    """Run the job to completion (or start it, with spec.detach); return the code to exit with.
+def launch_job(ex: Executor, spec: RunSpec, env_values: Mapping[str, str]) -> int | None:
+    """Run the job to completion and return its exit code, or (spec.detach) start it: None.
 
     Foreground jobs where the link cannot drop (local) and interactive shells are created, then
     started attached: a failed create is one clear docker error (never confused with a task that
@@ -161,27 +89,18 @@ def launch_job(
         _create_or_start(ex, build_run_argv(replace(spec, detach=True)), spec, env_file)
         started = True
         if spec.detach:
-            echo(spec.job_id)
-            return 0
+            return None
         return follow_job(ex, name, remove_after=True)  # on Ctrl-C the except below stops it, once
-    except HungUp as hangup:
-        if spec.interactive:  # a shell nobody can type into any more only holds GPUs
+    except BaseException as exc:
+        what = reaction(exc, started=started, detach=spec.detach, interactive=spec.interactive)
+        if what is Reaction.STOP:
             stop_quietly(ex, [name], remove=True)
-            raise
-        # the terminal went away, not the user's wish to stop: the job goes on, and it must have begun
-        _keep_running_after_hangup(ex, name, hangup)
-        raise
-    except OutputClosed:
-        if not spec.detach:
-            stop_quietly(ex, [name], remove=True)
-        raise OutputClosed("output closed; the job was stopped") from None
-    except (KeyboardInterrupt, Terminated):
-        # whatever step the interruption hit, a job we started in the foreground must not outlive it
-        if not spec.detach:
-            if started:
-                stop_quietly(ex, [name], remove=True)
-            else:
-                remove_unstarted_quietly(ex, name)
+        elif what is Reaction.REMOVE_UNSTARTED:
+            remove_unstarted_quietly(ex, name)
+        elif what is Reaction.KEEP_RUNNING and isinstance(exc, HungUp):
+            _keep_running_after_hangup(ex, name, exc)
+        if isinstance(exc, OutputClosed):
+            raise OutputClosed(job_stopped=what is Reaction.STOP) from None
         raise
 
 
@@ -200,7 +119,7 @@ def _create_or_start(ex: Executor, argv: tuple[str, ...], spec: RunSpec, env_fil
         # the container may exist even though the command failed (created, then start refused)
         with contextlib.suppress(DockerError):
             ex.run(build_rm_argv([name], force=True), timeout=DOCKER_TIMEOUT_S)
-        raise parse_docker_error(result, spec.image)
+    checked(result, spec.image)
 
 
 def _start_attached(ex: Executor, spec: RunSpec, name: str) -> int:
@@ -208,6 +127,12 @@ def _start_attached(ex: Executor, spec: RunSpec, name: str) -> int:
     container goes (it was created without --rm so that a job outliving us keeps both)."""
     # on Ctrl-C the client is ended (it forwards the signal) and launch_job stops and removes the job
     code = ex.stream(build_start_attached_argv(name, interactive=spec.interactive), tty=spec.tty)
+    if code == 0 and not spec.interactive:
+        # the task ran and exited 0: a start docker refuses, a killed client or closed output are never
+        # 0, and without stdin attached there are no detach keys - nothing to ask docker, only the rm
+        with contextlib.suppress(DockerError):  # a concurrent prune may have removed it: fine
+            ex.run(build_rm_argv([name], force=False), timeout=DOCKER_TIMEOUT_S)
+        return 0
     state = inspect_state(ex, name)
     if state is None:  # already gone (a prune after it exited): start -a had its exit code
         return code
@@ -221,7 +146,7 @@ def _start_attached(ex: Executor, spec: RunSpec, name: str) -> int:
             ex.run(build_rm_argv([name], force=True), timeout=DOCKER_TIMEOUT_S)
         said = Completed(ex.host, (), 1, "", error or "see docker's message above")
         raise parse_docker_error(
-            said, spec.image, failed=f"docker could not start {spec.image} on {_where(ex)}"
+            said, spec.image, failed=f"docker could not start {spec.image}", otherwise=StartFailed
         )
     exit_code = state.get("ExitCode")
     with contextlib.suppress(DockerError):  # a concurrent prune may have removed it: fine
@@ -232,13 +157,7 @@ def _start_attached(ex: Executor, spec: RunSpec, name: str) -> int:
 def inspect_state(ex: Executor, name: str) -> dict[str, object] | None:
     """docker's State of one container (Status, ExitCode, Error, ...); None if there is none."""
     result = ex.run(build_inspect_state_argv(name), timeout=DOCKER_TIMEOUT_S)
-    if result.returncode != 0:
-        return None
-    try:
-        state = json.loads(result.stdout)
-    except ValueError:
-        return None
-    return state if isinstance(state, dict) else None
+    return parse_state(result.stdout) if result.returncode == 0 else None
 
 
 def _keep_running_after_hangup(ex: Executor, name: str, hangup: HungUp) -> None:
@@ -258,7 +177,12 @@ def _keep_running_after_hangup(ex: Executor, name: str, hangup: HungUp) -> None:
     if result.returncode != 0:
         remove_unstarted_quietly(ex, name)
         reason = parse_docker_error(result)
-        raise Interrupted(f"the terminal hung up and the job could not be started: {reason}", hangup.signum)
+        raise Interrupted(
+            f"the terminal hung up and the job could not be started: {reason.problem}",
+            hangup.signum,
+            host=reason.host,
+            fix=reason.fix,
+        )
 
 
 def follow_job(ex: Executor, name: str, *, remove_after: bool) -> int:
@@ -269,10 +193,12 @@ def follow_job(ex: Executor, name: str, *, remove_after: bool) -> int:
     followed = ex.stream(build_logs_argv(name, follow=True))
     if followed < 0:  # `docker logs -f` killed by a signal (SIGPIPE: our output closed): don't wait on
         raise OutputClosed()
-    result = ex.run(build_wait_argv(name, remove=remove_after), timeout=DOCKER_TIMEOUT_S)
-    if result.returncode != 0:
-        raise parse_docker_error(result)
-    return int(result.stdout.strip().splitlines()[0])
+    return _waited(ex.run(build_wait_argv(name, remove=remove_after), timeout=DOCKER_TIMEOUT_S))
+
+
+def _waited(result: Completed) -> int:
+    """The exit code `docker wait` prints."""
+    return int(checked(result).stdout.strip().splitlines()[0])
 
 
 def stop_quietly(ex: Executor, names: Sequence[str], *, remove: bool = False) -> None:
@@ -299,42 +225,23 @@ def pull_image(ex: Executor, image: str) -> None:
     result = ex.run_visible(build_pull_argv(image))
     if result.returncode != 0:
         reason = parse_docker_error(result, image)
-        if "not running or not reachable" in str(reason) or "permission" in str(reason):
+        if isinstance(reason, _NO_DOCKER):  # docker itself cannot be used: say that, not "no image"
             raise reason
-        raise DockerError(
-            f"image {image} is not on {_where(ex)} and could not be pulled: {_first_line(result.stderr)}"
+        raise ImageUnavailable(
+            f"image {image} is missing and could not be pulled: {first_line(result.stderr)}", host=ex.host
         )
+
+
+# A pull that failed for these reasons says nothing about the image
+_NO_DOCKER = (DaemonUnreachable, DockerPermission, DockerTimeout, DockerMissing)
 
 
 # ---------------------------------------------------------------------------------------------- manage
 
 
 def list_jobs(ex: Executor, *, include_stopped: bool, timeout: float = DOCKER_TIMEOUT_S) -> list[Job]:
-    result = ex.run(build_ps_argv(include_stopped=include_stopped), timeout=timeout)
-    if result.returncode != 0:
-        raise parse_docker_error(result)
+    result = checked(ex.run(build_ps_argv(include_stopped=include_stopped), timeout=timeout))
     return parse_ps(ex.host, result.stdout)
-
-
-def match_job(jobs: Sequence[Job], ident: str) -> Job | None:
-    """A job by its id, container name, or a container-id prefix of at least 4 characters."""
-    for job in jobs:
-        if ident in (job.job_id, job.name):
-            return job
-    by_prefix = prefix_matches(jobs, ident)
-    return by_prefix[0] if len(by_prefix) == 1 else None  # docker too refuses an ambiguous prefix
-
-
-def prefix_matches(jobs: Sequence[Job], ident: str) -> list[Job]:
-    return [j for j in jobs if len(ident) >= 4 and j.container_id.startswith(ident)]
-
-
-def unmatched_message(jobs: Sequence[Job], ident: str, where: str) -> str:
-    several = prefix_matches(jobs, ident)
-    if len(several) > 1:
-        ids = ", ".join(j.job_id for j in several)
-        return f"'{ident}' matches several jobs on {where} ({ids}); give more of it"
-    return f"no taoremote job '{ident}' on {where} (see `taoremote list --all`)"
 
 
 def find_job(ex: Executor, ident: str) -> Job:
@@ -350,8 +257,6 @@ def stop_jobs(ex: Executor, jobs: Sequence[Job]) -> Completed:
     return ex.run(build_stop_argv([j.name for j in jobs]), timeout=120)
 
 
-LIVE_STATES = ("created", "running", "paused", "restarting")
-FINISHED_STATES = ("exited", "dead")
 STOP_ALL_PASSES = 5
 
 
@@ -371,9 +276,7 @@ def stop_every_job(ex: Executor, wanted: Callable[[Job], bool]) -> list[Job]:
             ex.run(build_rm_argv([j.name for j in created], force=False), timeout=DOCKER_TIMEOUT_S)
         others = [j for j in live if j.state != "created"]
         if others:
-            result = stop_jobs(ex, others)
-            if result.returncode != 0 and "no such container" not in result.stderr.lower():
-                raise parse_docker_error(result)
+            checked(stop_jobs(ex, others), gone_is_fine=True)
         handled.update({j.name: j for j in live})
     return list(handled.values())
 
@@ -389,10 +292,10 @@ def prune_jobs(ex: Executor, wanted: Callable[[Job], bool]) -> list[Job]:
     problems = [
         line
         for line in result.stderr.splitlines()
-        if line.strip() and "no such container" not in line.lower()  # a concurrent prune was first
+        if line.strip() and not is_no_such_container(line)  # a concurrent prune was first
     ]
-    if result.returncode != 0 and problems:
-        raise parse_docker_error(replace(result, stderr="\n".join(problems)))
+    if problems:
+        checked(replace(result, stderr="\n".join(problems)))
     return [j for j in finished if j.name in removed]
 
 
@@ -405,3 +308,44 @@ def show_logs(ex: Executor, job: Job, *, follow: bool) -> int:
 
 def _where(ex: Executor) -> str:
     return "this machine" if ex.host == "local" else f"host {ex.host}"
+
+
+class DockerBackend:
+    """backend.JobBackend over an Executor: docker on this machine or on an SSH host."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.host = executor.host
+
+    def launch(self, spec: RunSpec, env_values: Mapping[str, str], *, pull: bool = False) -> Launched:
+        if pull:
+            pull_image(self.executor, spec.image)
+        return Launched(spec.job_id, launch_job(self.executor, spec, env_values))
+
+    def list_jobs(self, *, include_stopped: bool, timeout: float = DOCKER_TIMEOUT_S) -> list[Job]:
+        return list_jobs(self.executor, include_stopped=include_stopped, timeout=timeout)
+
+    def find(self, ident: str) -> Job:
+        return find_job(self.executor, ident)
+
+    def stop(self, idents: Sequence[str]) -> Stopped:
+        known = list_jobs(self.executor, include_stopped=True, timeout=LIST_TIMEOUT_S)
+        chosen = [j for ident in idents if (j := match_job(known, ident)) is not None]
+        if chosen:
+            checked(stop_jobs(self.executor, chosen))
+        return Stopped(chosen, known)
+
+    def stop_all(self, *, user: str | None) -> list[Job]:
+        return stop_every_job(self.executor, lambda j: user is None or j.user == user)
+
+    def logs(self, job: Job, *, follow: bool) -> int:
+        return show_logs(self.executor, job, follow=follow)
+
+    def wait(self, job: Job, *, timeout: float | None = None) -> int:
+        return _waited(self.executor.run(build_wait_argv(job.name), timeout=timeout))
+
+    def prune(self, *, user: str | None) -> list[Job]:
+        return prune_jobs(self.executor, lambda j: user is None or j.user == user)
+
+    def close(self) -> None:
+        self.executor.close()

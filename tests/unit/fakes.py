@@ -20,6 +20,7 @@ signals.Terminated/HungUp/OutputClosed, errors.LinkLostError, ...) on the call w
 
 `ordered=True` (the default) requires the calls in script order; `ordered=False` lets each call match
 any scripted call not yet used (for work that runs in threads or whose order is not the point).
+`require_deadlines=True` also fails any `run` without a timeout (a frozen daemon must never hang us).
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ class FakeExecutor:
         follow_detached: bool | None = None,
         env_file_on_create: bool | None = None,
         ordered: bool = True,
+        require_deadlines: bool = False,
     ) -> None:
         self.script: list[Expect] = list(script)
         self.host = host
@@ -177,6 +179,7 @@ class FakeExecutor:
         self.env_file_on_create = host != "local" if env_file_on_create is None else env_file_on_create
         self._pending: dict[str, str] = {}
         self.ordered = ordered
+        self.require_deadlines = require_deadlines
         self.calls: list[Call] = []  # every call made, scripted or not
         self.closed = 0
         self.failures: list[str] = []
@@ -187,6 +190,8 @@ class FakeExecutor:
     def run(
         self, argv: Sequence[str], *, timeout: float | None = None, stdin: str | None = None
     ) -> Completed:
+        if self.require_deadlines and timeout is None:
+            self._fail(f"{self.host}: run: {shlex.join(argv)} was given no deadline (timeout)")
         expect = self._take(Call("run", tuple(argv), timeout=timeout, stdin=stdin))
         return Completed(self.host, tuple(argv), expect.returncode, expect.stdout, expect.stderr)
 

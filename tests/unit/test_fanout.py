@@ -1,4 +1,4 @@
-"""actions.fan_out: every host at once, each with its own deadline; a host that fails or hangs costs
+"""fleet.fan_out: every host at once, each with its own deadline; a host that fails or hangs costs
 only itself. The hosts are FakeExecutors handed out in place of hosts.open_executor."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 import pytest
 
-from taoremote import actions
+from taoremote import fleet, hosts
 from taoremote.errors import DockerError, HostError, TaoRemoteError
 from taoremote.hosts import Executor
 from tests.unit.fakes import BLOCK_LIMIT_S, FakeExecutor, opener, run
@@ -35,9 +35,9 @@ def ps(ex: Executor) -> str:
     return ex.run(PS, timeout=5).stdout
 
 
-def fan_out(targets: Targets, work: Callable[[Executor], T], **kwargs: float) -> list[actions.HostResult[T]]:
+def fan_out(targets: Targets, work: Callable[[Executor], T], **kwargs: float) -> list[fleet.HostResult[T]]:
     # fan_out reads only .hosts and .ssh_config of the global options
-    return actions.fan_out(cast("Globals", targets), work, **kwargs)
+    return fleet.fan_out(cast("Globals", targets), work, **kwargs)
 
 
 Install = Callable[..., None]
@@ -48,7 +48,7 @@ def use(monkeypatch: pytest.MonkeyPatch) -> Install:
     """use(*fakes): fan_out opens these FakeExecutors instead of real hosts."""
 
     def install(*fakes: FakeExecutor) -> None:
-        monkeypatch.setattr(actions, "open_executor", opener(*fakes))
+        monkeypatch.setattr(hosts, "open_executor", opener(*fakes))
 
     return install
 
@@ -105,7 +105,7 @@ def test_a_host_that_cannot_be_reached_is_reported_by_name(monkeypatch: pytest.M
             raise unreachable
         return fakes(host, ssh_config=ssh_config)
 
-    monkeypatch.setattr(actions, "open_executor", open_executor)
+    monkeypatch.setattr(hosts, "open_executor", open_executor)
     results = fan_out(Targets(("down", "a")), ps)
     assert [(r.host, r.value, r.error) for r in results] == [
         ("down", None, unreachable),
@@ -134,7 +134,7 @@ def test_the_ssh_config_reaches_every_host(monkeypatch: pytest.MonkeyPatch) -> N
         seen.append((host, ssh_config))
         return fakes(host)
 
-    monkeypatch.setattr(actions, "open_executor", open_executor)
+    monkeypatch.setattr(hosts, "open_executor", open_executor)
     fan_out(Targets(("a", "b"), ssh_config="/cfg"), lambda ex: ex.host)
     assert sorted(seen) == [("a", "/cfg"), ("b", "/cfg")]
 
