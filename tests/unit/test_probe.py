@@ -10,6 +10,7 @@ from taoremote.errors import PreflightError, UsageError
 from taoremote.nvidia_smi import QUERY_FIELDS
 from taoremote.preflight import host_facts
 from taoremote.probe import (
+    LAUNCH_PROBE_SCRIPT,
     PROBE_SCRIPT,
     PathState,
     build_probe_argv,
@@ -52,7 +53,8 @@ def test_parse_runtimes() -> None:
 
 
 def test_probe_argv_passes_image_and_paths_as_separate_arguments() -> None:
-    assert build_probe_argv("nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt", ["~/data", "/srv/a b"]) == (
+    image, paths = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt", ["~/data", "/srv/a b"]
+    assert build_probe_argv(image, paths, runtime=True) == (
         "sh",
         "-c",
         PROBE_SCRIPT,
@@ -65,7 +67,8 @@ def test_probe_argv_passes_image_and_paths_as_separate_arguments() -> None:
 
 def test_probe_script_survives_a_login_shell() -> None:
     # one line, no history-expansion "!": csh and friends pass it through when SSH hands it to them
-    assert "\n" not in PROBE_SCRIPT and "!" not in PROBE_SCRIPT
+    for script in (PROBE_SCRIPT, LAUNCH_PROBE_SCRIPT):
+        assert "\n" not in script and "!" not in script
     argv = build_probe_argv("img", ["it's", "$HOME"])
     assert shlex.split(shlex.join(argv)) == list(argv)
 
