@@ -72,12 +72,13 @@ def run_task(argv: list[str], g: Globals) -> int:
         _err(f"warning: {warning}")
     mounts = load_mounts(g)
     opts = LaunchOptions(
-        host=host,
+        host=host or (g.slurm if g.slurm != "local" else None),
         image=g.image,
         gpus=g.gpus,
         detach=g.detach,
         dry_run=g.dry_run,
-        preflight=g.preflight,
+        # on Slurm the probe runs on the login node, which has no GPU: `doctor --probe-node` judges the driver
+        preflight=g.preflight and not g.slurm,
         terminal=stdio_is_terminal(),
         override_registry=os.environ.get("OVERRIDE_REGISTRY") or None,
     )
@@ -157,6 +158,7 @@ def _reattach(g: Globals, job_id: str) -> str:
     if g.ssh_config:
         parts += ["--ssh-config", g.ssh_config]
     parts += [a for h in g.hosts for a in ("--host", h)]
+    parts += ["--slurm", g.slurm] if g.slurm else []
     parts += ["logs", "-f", job_id]
     return shlex.join(parts)
 
@@ -247,6 +249,8 @@ def stop_cmd(g: Globals, wanted: list[str], *, stop_all: bool, all_users: bool =
 
 
 def _targets(g: Globals) -> str:
+    if g.slurm:
+        return f"the Slurm cluster of {g.slurm}"
     return ", ".join(g.hosts) if g.hosts else "this machine"
 
 

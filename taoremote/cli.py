@@ -157,6 +157,27 @@ def root(
             help="file naming a fleet, one host per line (# comments); default $TAOREMOTE_INVENTORY",
         ),
     ] = None,
+    slurm: Annotated[
+        str | None,
+        typer.Option(
+            "--slurm",
+            metavar="LOGIN",
+            help="hand jobs to the Slurm cluster of this login node (SSH host, or `local`); "
+            "default $TAOREMOTE_SLURM",
+        ),
+    ] = None,
+    sbatch: Annotated[
+        list[str] | None,
+        typer.Option("--sbatch", metavar="ARG", help="with --slurm: one sbatch argument (repeatable)"),
+    ] = None,
+    container_runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--container-runtime",
+            metavar="pyxis|docker",
+            help="with --slurm (default: pyxis when srun offers --container-image, else docker)",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="show the version and exit")
     ] = False,
@@ -166,10 +187,40 @@ def root(
     from taoremote.fleet import resolve_hosts
     from taoremote.settings import Globals
 
-    hosts = resolve_hosts(host or (), inventory, os.environ)
+    slurm = slurm or os.environ.get("TAOREMOTE_SLURM") or None
+    _check_slurm_options(slurm, host, sbatch, container_runtime, gpus)
+    hosts = () if slurm else resolve_hosts(host or (), inventory, os.environ)
     ctx.obj = Globals(
-        mounts, hosts, ssh_config, image, gpus, detach, dry_run, not no_preflight, fmt, clean_results, yes
+        mounts,
+        hosts,
+        ssh_config,
+        image,
+        gpus,
+        detach,
+        dry_run,
+        not no_preflight,
+        fmt,
+        clean_results,
+        yes,
+        slurm,
+        tuple(sbatch or ()),
+        container_runtime,
     )
+
+
+def _check_slurm_options(
+    slurm: str | None, host: list[str] | None, sbatch: list[str] | None, runtime: str | None, gpus: str
+) -> None:
+    if not slurm:
+        if sbatch or runtime:
+            raise UsageError("--sbatch and --container-runtime go with --slurm LOGIN")
+        return
+    if host:
+        raise UsageError("--slurm and --host exclude each other: Slurm picks the nodes")
+    if runtime not in (None, "pyxis", "docker"):
+        raise UsageError(f"--container-runtime {runtime!r}: expected pyxis or docker")
+    if gpus.startswith(("device=", "auto:")):
+        raise UsageError(f"--gpus {gpus}: on Slurm the scheduler picks the GPUs; ask for a count (--gpus N)")
 
 
 def _globals(ctx: typer.Context) -> "Globals":

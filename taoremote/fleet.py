@@ -83,12 +83,21 @@ def fan_out_backends(
 def open_backend(g: Globals, host: str | None) -> JobBackend:
     """The job backend for one target (None: this machine): the only place that picks one."""
     from taoremote import hosts
+
+    if g.slurm:  # the one target is the cluster, reached through its login node
+        from taoremote.slurm import SlurmBackend, SlurmOptions
+
+        runtime = g.container_runtime if g.container_runtime in ("pyxis", "docker") else None
+        options = SlurmOptions(g.sbatch_args, runtime)  # type: ignore[arg-type]
+        return SlurmBackend(hosts.open_executor(g.slurm, ssh_config=g.ssh_config), options)
     from taoremote.jobs import DockerBackend
 
     return DockerBackend(hosts.open_executor(host, ssh_config=g.ssh_config))
 
 
 def _targets(g: Globals) -> list[str | None]:
+    if g.slurm:
+        return [g.slurm]
     return [*g.hosts] or [None]
 
 

@@ -19,3 +19,6 @@ class Globals:
     fmt: str
     clean_results: bool = False
     yes: bool = False
+    slurm: str | None = None  # the login node of a Slurm cluster (an SSH host, or "local"): jobs go to Slurm
+    sbatch_args: tuple[str, ...] = ()  # --sbatch ARG, each one argument of sbatch
+    container_runtime: str | None = None  # pyxis | docker; None: pyxis where srun offers it

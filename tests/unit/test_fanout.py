@@ -29,6 +29,7 @@ class Targets:
 
     hosts: tuple[str, ...] = ()
     ssh_config: str | None = None
+    slurm: str | None = None  # --slurm LOGIN: the one target is the cluster
 
 
 def ps(ex: Executor) -> str:
