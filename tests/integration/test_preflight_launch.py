@@ -203,7 +203,8 @@ def test_non_empty_results_dir_warns_and_clean_results_empties_it(tmp_path: Path
     assert (results / "old.tlt").exists()
     cleaned = taoremote(["--clean-results", "--yes", *args], env)
     assert cleaned.returncode == 0, cleaned.stderr
-    assert results.is_dir() and list(results.iterdir()) == []
+    # emptied before the launch; the rig's train then writes its own status.json and weights there
+    assert results.is_dir() and not (results / "old.tlt").exists()
 
 
 def test_wandb_with_user_is_warned(tmp_path: Path) -> None:
