@@ -209,7 +209,7 @@ def test_missing_image_is_one_line_exit_69_nothing_created(rig: dict[str, str]) 
     assert result.returncode == 69
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1, result.stderr
-    assert "taoremote.test/absent:1 is not on this machine and could not be pulled" in errors[0]
+    assert "image taoremote.test/absent:1 is missing and could not be pulled" in errors[0]
     assert "Traceback" not in result.stderr
     assert session_job_ids() == ""
 
