@@ -152,7 +152,7 @@ class SlurmBackend:
         argv = ("sh", "-c", q.SUBMIT_SCRIPT, "sh", job.job_dir, script, meta, flag, *sbatch)
         done = self._run(argv, timeout=SUBMIT_TIMEOUT_S, stdin=stdin)
         if done.returncode == 127:
-            raise SlurmError("sbatch: command not found", host=self.host, fix=NO_SLURM_FIX)
+            raise SlurmError("no Slurm here (sbatch not found)", host=self.host, fix=NO_SLURM_FIX)
         if done.returncode != 0 or not done.stdout.strip():
             raise SlurmError(f"sbatch refused the job: {_reason(done.stderr)}", host=self.host)
         return done.stdout.strip().splitlines()[-1]
@@ -191,7 +191,7 @@ class SlurmBackend:
         done = self._run(("sh", "-c", q.LIST_SCRIPT, "sh"), timeout=timeout)
         listing = q.parse_listing(done.stdout)
         if listing.squeue_rc == 127:
-            raise SlurmError("squeue: command not found", host=self.host, fix=NO_SLURM_FIX)
+            raise SlurmError("no Slurm here (squeue not found)", host=self.host, fix=NO_SLURM_FIX)
         if listing.squeue_rc != 0 or done.returncode != 0:
             raise SlurmError(f"squeue failed: {_reason(done.stderr)}", host=self.host)
         return listing
