@@ -296,9 +296,12 @@ def test_envs_reach_the_container_but_never_reconfigure_the_docker_client(
         tmp_path,
         [{"variable": "DOCKER_HOST", "value": "tcp://192.0.2.1:2375"}, {"variable": "HOME", "value": "/w"}],
     )
+    tmpdir = tmp_path / "tmp"  # this run's own TMPDIR: other runs' env-files are none of its business
+    tmpdir.mkdir()
+    env["TMPDIR"] = str(tmpdir)
     result = taoremote(["detectnet_v2", "run", "sh", "-c", 'echo "$DOCKER_HOST $HOME"'], env)
     assert (result.returncode, result.stdout) == (0, "tcp://192.0.2.1:2375 /w\n"), result.stderr
-    assert not list(Path("/tmp").glob("taoremote-env-*"))  # the env-file went once the container existed
+    assert list(tmpdir.iterdir()) == []  # the env-file went once the container existed
 
 
 def test_sighup_leaves_a_foreground_job_running_and_says_how_to_reattach(
