@@ -315,14 +315,23 @@ def _version() -> str:
     return __version__
 
 
-def doctor_cmd(g: Globals, *, fmt: str) -> int:
+def doctor_cmd(g: Globals, *, fmt: str, probe_node: bool = False) -> int:
     from taoremote import doctor, tasks
 
     task_map = tasks.load_task_map(_user_task_config())
     override = os.environ.get("OVERRIDE_REGISTRY") or None
     images = [g.image] if g.image else doctor.task_images(task_map.groups, override)
     mounts = load_mounts(g)
-    results = fan_out(g, lambda ex: doctor.check_host(ex, images, mounts))
+    if g.slurm:
+        from taoremote import slurm_doctor
+
+        results = fan_out_backends(
+            g, lambda b: slurm_doctor.check_cluster(b, images, mounts, probe_node=probe_node), deadline=900
+        )
+    elif probe_node:
+        raise UsageError("--probe-node goes with --slurm LOGIN (on a host, doctor probes the host itself)")
+    else:
+        results = fan_out(g, lambda ex: doctor.check_host(ex, images, mounts))
     rows, failed = doctor.verdict_rows(results, _fmt(fmt))
     _out(render(rows, _fmt(fmt), empty="No checks ran."))
     if failed:

@@ -338,12 +338,21 @@ def info_command(
 
 
 @app.command("doctor")
-def doctor_command(ctx: typer.Context, fmt: FormatOpt = None) -> None:
-    """Can the host(s) run TAO? docker, NVIDIA runtime, driver, CUDA of each image, mounts, ports."""
+def doctor_command(
+    ctx: typer.Context,
+    fmt: FormatOpt = None,
+    probe_node: Annotated[
+        bool,
+        typer.Option("--probe-node", help="with --slurm: the driver/CUDA verdict of a GPU node (short job)"),
+    ] = False,
+) -> None:
+    """Can the host(s) run TAO? docker, NVIDIA runtime, driver, CUDA of each image, mounts, ports.
+
+    With --slurm: Slurm, its partitions and GPUs, the container runtime, mounts."""
     from taoremote import actions
 
     g = _globals(ctx)
-    raise typer.Exit(actions.doctor_cmd(g, fmt=fmt or g.fmt))
+    raise typer.Exit(actions.doctor_cmd(g, fmt=fmt or g.fmt, probe_node=probe_node))
 
 
 def main() -> None:

@@ -14,12 +14,15 @@ import pytest
 
 from tests.integration.conftest import SlurmCluster, SshHost
 from tests.integration.taorun import (
+    DEFAULT_SMI,
+    REGISTRY,
     base_env,
     mine,
     session_job_ids,
     start_taoremote,
     taoremote,
     wait_for,
+    write_fake_nvidia_smi,
     write_mounts,
 )
 
@@ -183,3 +186,26 @@ def test_no_slurm_on_the_login_node_is_69_with_the_fix(tmp_path: Path) -> None:
     assert result.returncode == 69
     (line,) = result.stderr.splitlines()
     assert "no Slurm here" in line and "install the Slurm client tools" in line
+
+
+def test_doctor_finds_slurm_its_gpu_partition_and_the_runtime_and_probes_a_gpu_node_on_request(
+    login: tuple[list[str], dict[str, str]], tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "smi"
+    write_fake_nvidia_smi(bin_dir, DEFAULT_SMI.read_text())  # sbatch passes PATH on to the job
+    options, env = login
+    env = {**env, "PATH": f"{bin_dir}:{env['PATH']}"}
+    image = f"{REGISTRY}/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5"
+
+    plain = taoremote([*options, "--format", "json", "doctor"], env)
+    probed = taoremote([*options, "--image", image, "--format", "json", "doctor", "--probe-node"], env)
+
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    verdicts = {r["check"]: r["status"] for r in json.loads(plain.stdout)}
+    assert verdicts["Slurm"] == verdicts["partition gpu*"] == verdicts["container runtime"] == "ok"
+    assert verdicts["NVIDIA driver"] == "skip"
+    if options[-1] == "local":  # over the test sshd the GPU node's PATH is the login shell's: no fake smi
+        assert probed.returncode == 0, probed.stdout + probed.stderr
+        node = {r["check"]: r for r in json.loads(probed.stdout) if "(GPU node)" in str(r["host"])}
+        assert node["NVIDIA driver"]["status"] == "ok" and "CUDA 13.0" in str(node["NVIDIA driver"]["detail"])
+        assert node[image]["status"] == "ok"
