@@ -43,6 +43,7 @@ from taoremote.containers import (
     parse_ps,
     parse_state,
     unmatched_message,
+    where,
 )
 from taoremote.docker_errors import checked, first_line, is_no_such_container, parse_docker_error
 from taoremote.errors import (
@@ -221,7 +222,7 @@ def remove_unstarted_quietly(ex: Executor, name: str) -> None:
 
 def pull_image(ex: Executor, image: str) -> None:
     """Pull before `docker run`, so a failed pull is one clear error and never a half-created job."""
-    print(f"taoremote: {image} is not on {_where(ex)}; pulling it", file=sys.stderr)
+    print(f"taoremote: {image} is not on {where(ex.host)}; pulling it", file=sys.stderr)
     result = ex.run_visible(build_pull_argv(image))
     if result.returncode != 0:
         reason = parse_docker_error(result, image)
@@ -248,7 +249,7 @@ def find_job(ex: Executor, ident: str) -> Job:
     known = list_jobs(ex, include_stopped=True, timeout=LIST_TIMEOUT_S)
     job = match_job(known, ident)
     if job is None:
-        raise JobNotFoundError(unmatched_message(known, ident, _where(ex)))
+        raise JobNotFoundError(unmatched_message(known, ident, where(ex.host)))
     return job
 
 
@@ -302,12 +303,7 @@ def prune_jobs(ex: Executor, wanted: Callable[[Job], bool]) -> list[Job]:
 def show_logs(ex: Executor, job: Job, *, follow: bool) -> int:
     if follow:
         return follow_job(ex, job.name, remove_after=False)
-    code = ex.stream(build_logs_argv(job.name, follow=False))
-    return code
-
-
-def _where(ex: Executor) -> str:
-    return "this machine" if ex.host == "local" else f"host {ex.host}"
+    return ex.stream(build_logs_argv(job.name, follow=False))
 
 
 class DockerBackend:

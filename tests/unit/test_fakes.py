@@ -187,6 +187,15 @@ def test_other_env_values_fail() -> None:
         ex.hand_off_env("B=1\n")
 
 
+def test_a_run_without_a_deadline_fails_when_deadlines_are_required() -> None:
+    ex = FakeExecutor(run(PS), require_deadlines=True)
+    with pytest.raises(UnexpectedCall, match="docker ps --all was given no deadline"):
+        ex.run(PS)
+    ex = FakeExecutor(run(PS), require_deadlines=True)
+    ex.run(PS, timeout=5)
+    ex.verify()
+
+
 def test_a_clean_run_passes_verify() -> None:
     ex = FakeExecutor(run(PS))
     ex.run(PS)
