@@ -14,7 +14,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from typing import Any
 
 from taoremote.config_checks import format_problems, validate_mounts_document
@@ -192,7 +191,10 @@ def _validated_marker(cache_dir: str, text: str) -> str:
     from taoremote import __version__
 
     digest = hashlib.sha256()
-    schema = resources.files("taoremote").joinpath("schemas/mounts.schema.json").read_text()
+    # the file beside this module, as tasks.py reads its map: importlib.resources costs ~4 ms to import
+    schema_path = os.path.join(os.path.dirname(__file__), "schemas", "mounts.schema.json")
+    with open(schema_path, encoding="utf-8") as fh:
+        schema = fh.read()
     for part in (__version__, schema, text):
         digest.update(part.encode())
         digest.update(b"\0")

@@ -44,3 +44,10 @@ def test_help_builds_no_settings_and_no_command_modules(tmp_path: Path) -> None:
     imported = _imported(["--help"], tmp_path)
     assert "typer" in imported
     assert not imported & {"taoremote.settings", "taoremote.actions", "taoremote.jobs", "tabulate"}
+
+
+def test_a_dry_run_imports_no_hmac_for_its_job_id_and_no_probe(tmp_path: Path) -> None:
+    imported = _imported(["--dry-run", "detectnet_v2", "train", "x"], tmp_path)
+    assert "taoremote.plan" in imported
+    unwanted = {"secrets", "hmac", "importlib.resources", "tabulate", "jsonschema", "paramiko", "taoremote.probe"}
+    assert not imported & unwanted
