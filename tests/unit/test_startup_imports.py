@@ -49,5 +49,6 @@ def test_help_builds_no_settings_and_no_command_modules(tmp_path: Path) -> None:
 def test_a_dry_run_imports_no_hmac_for_its_job_id_and_no_probe(tmp_path: Path) -> None:
     imported = _imported(["--dry-run", "detectnet_v2", "train", "x"], tmp_path)
     assert "taoremote.plan" in imported
-    unwanted = {"secrets", "hmac", "importlib.resources", "tabulate", "jsonschema", "paramiko", "taoremote.probe"}
+    unwanted = {"secrets", "hmac", "importlib.resources", "tabulate", "jsonschema", "paramiko"}
+    unwanted |= {"taoremote.probe", "taoremote.preflight"}
     assert not imported & unwanted
