@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from taoremote import redact
-from taoremote.containers import Job, match_job, unmatched_message
+from taoremote.containers import LIVE_STATES, Job, match_job, unmatched_message
 from taoremote.errors import HungUp, Interrupted, LinkLostError, PreflightError, UsageError
 from taoremote.fleet import HOST_DEADLINE_S, HostResult, fan_out, fan_out_backends, open_backend
 from taoremote.gpus import parse_gpus
@@ -189,18 +190,34 @@ def _user_task_config() -> str | None:
 def list_cmd(g: Globals, *, include_stopped: bool, fmt: str) -> int:
     checked = _fmt(fmt)  # before any host is asked
     results = fan_out_backends(
-        g, lambda b: b.list_jobs(include_stopped=include_stopped, timeout=HOST_DEADLINE_S)
+        g, lambda b: b.list_jobs(include_stopped=include_stopped, timeout=HOST_DEADLINE_S, progress=True)
     )
-    rows = [
-        job_row(job, with_host=len(results) > 1 or bool(g.hosts)) for r in results for job in (r.value or [])
-    ]
+    jobs = [job for r in results for job in (r.value or [])]
+    # the table grows its progress and trial columns only when some job has them; JSON always has them
+    shown = ListColumns(
+        host=len(results) > 1 or bool(g.hosts),
+        progress=checked == "json" or any(j.results for j in jobs),
+        trial=any(j.sweep for j in jobs),
+    )
+    rows = [job_row(job, shown, checked) for job in jobs]
     if rows or any(r.error is None for r in results):
         _out(render(rows, checked))  # "No jobs." only when some host could actually say so
     return _report_failures(results)
 
 
-def job_row(job: Job, *, with_host: bool) -> dict[str, object]:
-    row: dict[str, object] = {"host": job.host} if with_host else {}
+@dataclass(frozen=True)
+class ListColumns:
+    host: bool
+    progress: bool = False
+    trial: bool = False
+
+
+def job_row(job: Job, shown: ListColumns, fmt: Format = "table") -> dict[str, object]:
+    """One job as `list` shows it. JSON: `epoch`/`max_epoch` (epochs done / total), `eta` (whole seconds
+    left, as of the last status line; null once the job has ended), `metric` ({name, value}), null when
+    unknown; `sweep`/`trial` for a sweep's trials. The table: PROGRESS `3/10`, ETA `12m`, METRIC
+    `mAP=0.412`, TRIAL `NAME#3`."""
+    row: dict[str, object] = {"host": job.host} if shown.host else {}
     row.update(
         {
             "job": job.job_id,
@@ -208,12 +225,43 @@ def job_row(job: Job, *, with_host: bool) -> dict[str, object]:
             "task": job.task,
             "status": job.status,
             "exit_code": job.exit_code if job.exit_code is not None else "",
-            "gpus": job.gpus,
-            "user": job.user,
-            "command": job.command,
         }
     )
+    if shown.trial and fmt == "table":
+        row["trial"] = f"{job.sweep}#{job.trial}" if job.sweep else ""
+    elif job.sweep:
+        row.update({"sweep": job.sweep, "trial": int(job.trial) if job.trial.isdigit() else job.trial})
+    if shown.progress:
+        row.update(_progress_cells(job, fmt))
+    row.update({"gpus": job.gpus, "user": job.user, "command": job.command})
     return row
+
+
+def _progress_cells(job: Job, fmt: Format) -> dict[str, object]:
+    done = total = eta = metric = None
+    if job.status_files:  # only then is there anything to parse: progress.py is not imported otherwise
+        from taoremote import progress
+
+        found = progress.job_progress(job.image, job.task, dict(job.status_files))
+        if found is not None:
+            done, total, metric = found.epoch, found.max_epoch, found.metric
+            live = job.state in LIVE_STATES  # an ended job's last ETA is no ETA
+            eta = round(found.eta) if live and found.eta is not None else None
+    if fmt == "json":
+        shown_metric = None if metric is None else {"name": metric.name, "value": metric.value}
+        return {"epoch": done, "max_epoch": total, "eta": eta, "metric": shown_metric}
+    cells: dict[str, object] = {"progress": "", "eta": "", "metric": ""}
+    if done is not None or total is not None:
+        cells["progress"] = f"{'?' if done is None else done}/{'?' if total is None else total}"
+    if eta is not None:
+        from taoremote.progress import eta_text
+
+        cells["eta"] = eta_text(eta)
+    if metric is not None:
+        from taoremote.progress import metric_text
+
+        cells["metric"] = metric_text(metric)
+    return cells
 
 
 def current_user() -> str:

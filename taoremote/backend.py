@@ -54,9 +54,11 @@ class JobBackend(Protocol):
         by interrupts.py's policy and propagates."""
         ...
 
-    def list_jobs(self, *, include_stopped: bool, timeout: float) -> list[Job]:
+    def list_jobs(self, *, include_stopped: bool, timeout: float, progress: bool = False) -> list[Job]:
         """taoremote's jobs here, everyone's (Job.user says whose); finished ones too with
-        include_stopped. timeout: the whole answer, so one silent host costs only itself."""
+        include_stopped. timeout: the whole answer, so one silent host costs only itself. progress:
+        each job's status.json tail too (Job.status_files), in the same round trip, where the backend
+        can read it (`list`)."""
         ...
 
     def find(self, ident: str) -> Job:

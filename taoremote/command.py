@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from taoremote.containers import JOB_LABEL, PS_TEMPLATE
+from taoremote.containers import JOB_LABEL, LIST_SCRIPT, LIST_TEMPLATE, PS_TEMPLATE
 from taoremote.gpus import docker_gpus_args, parse_gpus
 
 if TYPE_CHECKING:  # `list`, `stop` and `logs` build argv without reading a mounts file: ~10 ms of imports
@@ -140,7 +140,9 @@ def build_inspect_state_argv(name: str) -> tuple[str, ...]:
     return ("docker", "container", "inspect", "--format", "{{json .State}}", name)
 
 
-def build_ps_argv(*, include_stopped: bool, job_id: str | None = None) -> tuple[str, ...]:
+def build_ps_argv(
+    *, include_stopped: bool, job_id: str | None = None, template: str = PS_TEMPLATE
+) -> tuple[str, ...]:
     """One `docker ps` per host, filtered by our label; containers.PS_TEMPLATE is what parse_ps reads."""
     label = f"{JOB_LABEL}={job_id}" if job_id else JOB_LABEL
     return (
@@ -151,8 +153,15 @@ def build_ps_argv(*, include_stopped: bool, job_id: str | None = None) -> tuple[
         "--filter",
         f"label={label}",
         "--format",
-        PS_TEMPLATE,
+        template,
     )
+
+
+def build_list_argv(*, include_stopped: bool) -> tuple[str, ...]:
+    """`list`'s one command per host: the `docker ps`, then the tail of each listed job's status.json
+    (containers.LIST_SCRIPT, read back by containers.parse_list)."""
+    ps = build_ps_argv(include_stopped=include_stopped, template=LIST_TEMPLATE)
+    return ("sh", "-c", LIST_SCRIPT, "sh", *ps)
 
 
 def build_stop_argv(names: Sequence[str], *, timeout_s: int = STOP_TIMEOUT_S) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 LABEL_PREFIX = "taoremote."
 JOB_LABEL = "taoremote.job"
@@ -26,10 +26,11 @@ _PS_FIELDS = {
     "created": ".CreatedAt",
     **{
         key: f'(.Label "{LABEL_PREFIX}{key}")'
-        for key in ("job", "task", "command", "gpus", "started", "user")
+        for key in ("job", "task", "command", "gpus", "started", "user", "results", "sweep", "trial")
     },
 }
 PS_TEMPLATE = "{" + ",".join(f'"{k}":{{{{json {v}}}}}' for k, v in _PS_FIELDS.items()) + "}"
+RESULTS_LABEL = "taoremote.results"  # the job's results dir on its host, when the launch knew it
 
 LIVE_STATES = ("created", "running", "paused", "restarting")
 FINISHED_STATES = ("exited", "dead")
@@ -50,33 +51,95 @@ class Job:
     created: str
     gpus: str
     user: str = ""  # who launched it (taoremote.user): shared GPU hosts run several people's jobs
+    results: str = ""  # its results dir on the host (taoremote.results); "" when the launch did not know it
+    sweep: str = ""  # the sweep it is a trial of (taoremote.sweep), and which trial (taoremote.trial)
+    trial: str = ""
+    # (path below `results`, the tail of its text) of each status.json that `list` read with the rows
+    status_files: tuple[tuple[str, str], ...] = ()
 
 
 def parse_ps(host: str, stdout: str) -> list[Job]:
     """Rows from `docker ps --format PS_TEMPLATE`: one JSON object per line."""
-    jobs = []
+    return [_job(host, json.loads(line)) for line in stdout.splitlines() if line.strip()]
+
+
+def _job(host: str, row: dict[str, str | None]) -> Job:
+    status = row.get("status") or ""
+    return Job(
+        host=host,
+        job_id=row.get("job") or "",
+        name=row.get("name") or "",
+        container_id=row.get("id") or "",
+        task=row.get("task") or "",
+        command=row.get("command") or "",
+        image=row.get("image") or "",
+        state=row.get("state") or "",
+        status=status,
+        exit_code=exit_code_of(status),
+        created=row.get("created") or "",
+        gpus=row.get("gpus") or "",
+        user=row.get("user") or "",
+        results=row.get("results") or "",
+        sweep=row.get("sweep") or "",
+        trial=row.get("trial") or "",
+    )
+
+
+# `list` reads each job's status.json in the same command as `docker ps` (no round trip more): `sh -c
+# LIST_SCRIPT sh <docker ps ... --format LIST_TEMPLATE>`. Each row is PS_TEMPLATE's JSON, a tab, the
+# full container id and the raw results label (JSON holds no raw tab, an id no tab, so `read` splits it
+# right; the label is data, never evaluated). After the rows, for each job with an absolute results
+# dir and a readable status.json, a header `#status <id> <path below results>` and the file's last
+# STATUS_TAIL_LINES lines (at most STATUS_TAIL_BYTES) each prefixed with `|`: rows start with `{`, so no
+# file content can pass for a row or a header. Both candidates are read (TF1's `status.json`, PyTorch's
+# and TF2's `train/status.json`): which one counts is decided here, from the image. A failing docker
+# fails the script with its own status and message; a file that cannot be read only has no section.
+LIST_TEMPLATE = PS_TEMPLATE + '\t{{.ID}}\t{{.Label "' + RESULTS_LABEL + '"}}'
+STATUS_FILES = ("status.json", "train/status.json")
+STATUS_TAIL_LINES = 200
+STATUS_TAIL_BYTES = 65536
+_STATUS_HEADER = "#status "
+LIST_SCRIPT = (
+    'rows=$("$@") || exit; printf "%s\\n" "$rows"; t=$(printf "\\t"); '
+    'printf "%s\\n" "$rows" | while IFS=$t read -r _ id results; do '
+    'case $id in ""|*[!0-9a-f]*) continue;; esac; case $results in /*) ;; *) continue;; esac; '
+    f"for at in {' '.join(STATUS_FILES)}; do "
+    'f="${results%/}/$at"; [ -f "$f" ] && [ -r "$f" ] || continue; '
+    'printf "#status %s %s\\n" "$id" "$at"; '
+    f"tail -c {STATUS_TAIL_BYTES} \"$f\" 2>/dev/null | tail -n {STATUS_TAIL_LINES} | sed 's/^/|/'; echo; "
+    "done; done; exit 0"
+)
+
+
+def parse_list(host: str, stdout: str) -> list[Job]:
+    """Jobs from LIST_SCRIPT's output: the rows, each with the status.json tails read for it."""
+    jobs: list[Job] = []
+    files: dict[str, list[tuple[str, list[str]]]] = {}
+    current: list[str] | None = None
+    decoder = json.JSONDecoder()
     for line in stdout.splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        jobs.append(
-            Job(
-                host=host,
-                job_id=row.get("job") or "",
-                name=row.get("name") or "",
-                container_id=row.get("id") or "",
-                task=row.get("task") or "",
-                command=row.get("command") or "",
-                image=row.get("image") or "",
-                state=row.get("state") or "",
-                status=row.get("status") or "",
-                exit_code=exit_code_of(row.get("status") or ""),
-                created=row.get("created") or "",
-                gpus=row.get("gpus") or "",
-                user=row.get("user") or "",
-            )
-        )
-    return jobs
+        if line.startswith("|") and current is not None:
+            current.append(line[1:])
+        elif line.startswith(_STATUS_HEADER):
+            container_id, _, at = line[len(_STATUS_HEADER) :].partition(" ")
+            current = []
+            files.setdefault(container_id, []).append((at, current))
+        elif line.startswith("{") and current is None:
+            try:  # the JSON, then the tab-separated fields the script read
+                row, _ = decoder.raw_decode(line)
+            except ValueError:
+                continue  # the rest of a label that holds a newline
+            if isinstance(row, dict):
+                jobs.append(_job(host, row))
+    return [_with_files(job, files.get(job.container_id, [])) for job in jobs]
+
+
+def _with_files(job: Job, found: Sequence[tuple[str, list[str]]]) -> Job:
+    # only a label the script could have read whole (no newline or tab in it) is the one it read
+    if not found or not job.results.startswith("/") or any(c in job.results for c in "\n\t"):
+        return job
+    status_files = tuple((at, "\n".join(lines)) for at, lines in found if at in STATUS_FILES)
+    return replace(job, status_files=status_files)
 
 
 def exit_code_of(status: str) -> int | None:

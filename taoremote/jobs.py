@@ -20,6 +20,7 @@ from taoremote.command import (
     RunSpec,
     build_create_argv,
     build_inspect_state_argv,
+    build_list_argv,
     build_logs_argv,
     build_ps_argv,
     build_pull_argv,
@@ -40,6 +41,7 @@ from taoremote.containers import (
     LIVE_STATES,
     Job,
     match_job,
+    parse_list,
     parse_ps,
     parse_state,
     unmatched_message,
@@ -240,7 +242,13 @@ _NO_DOCKER = (DaemonUnreachable, DockerPermission, DockerTimeout, DockerMissing)
 # ---------------------------------------------------------------------------------------------- manage
 
 
-def list_jobs(ex: Executor, *, include_stopped: bool, timeout: float = DOCKER_TIMEOUT_S) -> list[Job]:
+def list_jobs(
+    ex: Executor, *, include_stopped: bool, timeout: float = DOCKER_TIMEOUT_S, progress: bool = False
+) -> list[Job]:
+    """progress: with the tail of each job's status.json, read by the same command (`list`)."""
+    if progress:
+        listed = checked(ex.run(build_list_argv(include_stopped=include_stopped), timeout=timeout))
+        return parse_list(ex.host, listed.stdout)
     result = checked(ex.run(build_ps_argv(include_stopped=include_stopped), timeout=timeout))
     return parse_ps(ex.host, result.stdout)
 
@@ -318,8 +326,10 @@ class DockerBackend:
             pull_image(self.executor, spec.image)
         return Launched(spec.job_id, launch_job(self.executor, spec, env_values))
 
-    def list_jobs(self, *, include_stopped: bool, timeout: float = DOCKER_TIMEOUT_S) -> list[Job]:
-        return list_jobs(self.executor, include_stopped=include_stopped, timeout=timeout)
+    def list_jobs(
+        self, *, include_stopped: bool, timeout: float = DOCKER_TIMEOUT_S, progress: bool = False
+    ) -> list[Job]:
+        return list_jobs(self.executor, include_stopped=include_stopped, timeout=timeout, progress=progress)
 
     def find(self, ident: str) -> Job:
         return find_job(self.executor, ident)

@@ -80,6 +80,19 @@ def find_path_args(args: Sequence[str]) -> list[PathArg]:
     return found
 
 
+def results_dir_of(args: Sequence[str]) -> str | None:
+    """The results dir a task's args give the container (`-r DIR`, `--results_dir DIR`, `results_dir=DIR`,
+    `--results_dir=DIR`); None when there is none, it is not absolute, or it is given more than once."""
+    found = []
+    for i, arg in enumerate(args):
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+") in RESULTS_FLAGS:
+            found.append(value)
+        elif arg in RESULTS_FLAGS and arg.startswith("-") and i + 1 < len(args):
+            found.append(args[i + 1])
+    return _clean(found[0]) if len(found) == 1 and found[0].startswith("/") else None
+
+
 def _role(flag: str) -> str:
     if flag in SPEC_FLAGS or flag.endswith(".experiment_spec"):
         return "spec"

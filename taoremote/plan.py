@@ -150,7 +150,7 @@ def finish(
     answers = _answers(prepared, probe, host) if probe is not None else _unasked(prepared, sources or {})
     report = _check_path_args(prepared, answers.paths)
     _require_terminal_for_a_shell(prepared)
-    labels = _labels(prepared, answers.gpus, now=now, user=user)
+    labels = _labels(prepared, answers.gpus, answers.mounts, now=now, user=user)
     spec = _run_spec(prepared, answers.mounts, answers.gpus, job_id=job_id, labels=labels)
     secret_names = frozenset(e.name for e in prepared.config.envs if e.secret)
     warnings = (*prepared.warnings, *report.errors, *report.warnings)
@@ -258,14 +258,33 @@ def _require_terminal_for_a_shell(prepared: Prepared) -> None:
         )
 
 
-def _labels(prepared: Prepared, gpus: GpuRequest, *, now: Instant, user: str) -> tuple[tuple[str, str], ...]:
+def _labels(
+    prepared: Prepared, gpus: GpuRequest, mounts: Sequence[BoundMount], *, now: Instant, user: str
+) -> tuple[tuple[str, str], ...]:
+    results = results_label(prepared, mounts)
     return (
         ("taoremote.task", prepared.request.task),
         ("taoremote.command", command_label(prepared.request.command)),
         ("taoremote.gpus", str(gpus)),
         ("taoremote.started", now.strftime("%Y-%m-%dT%H:%M:%SZ")),
         ("taoremote.user", user),
+        *((("taoremote.results", results),) if results else ()),
     )
+
+
+def results_label(prepared: Prepared, mounts: Sequence[BoundMount]) -> str | None:
+    """Where the task's results dir (`-r DIR`, `results_dir=DIR`) lies on the host, through the bound
+    mounts: `list` reads its status.json there. None when the args give none, it is under no mount, or
+    the host path is not absolute or holds a newline or tab (`list` reads the label line by line)."""
+    if prepared.request.subtask in (None, "run"):
+        return None
+    inside = paths.results_dir_of(prepared.request.command[1:])
+    bound = [Mount(m.source, m.destination) for m in mounts]
+    mapped = paths.host_path_of(inside, bound) if inside else None
+    if mapped is None:
+        return None
+    host = mapped[1]
+    return host if host.startswith("/") and "\n" not in host and "\t" not in host else None
 
 
 def _run_spec(

@@ -234,3 +234,48 @@ def _seconds(value: Any) -> float | None:
         return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(secs)
     number = _number(value)
     return number if number is not None and number >= 0 else None
+
+
+# ---------------------------------------------------------------------------------------------- list
+
+
+def job_progress(image: str, task: str, status_files: Mapping[str, str]) -> Progress | None:
+    """A job's progress from the status.json tails `list` read under its results dir (path below it →
+    text), the task's main metric (default_metric) included. The image's framework says which file
+    training writes; for an image whose tag names none, `train/status.json` is read as PyTorch's, else
+    `status.json` as TF1's. None when the file training writes was not there."""
+    framework = framework_of(image)
+    candidates: tuple[tuple[str, Framework], ...]
+    if framework is None:
+        candidates = (("train/status.json", "pytorch"), ("status.json", "tf1"))
+    else:
+        at = "status.json" if framework == "tf1" else "train/status.json"
+        candidates = ((at, framework),)
+    metric = default_metric(task)
+    for at, fw in candidates:
+        if at in status_files:
+            return parse_status(status_files[at], framework=fw, metric=metric[0] if metric else None)
+    return None
+
+
+_SHORT_METRIC_NAMES = {_TF1_MAP: "mAP"}  # the table stays narrow
+
+
+def metric_text(metric: Metric) -> str:
+    """`mAP=0.4123`: the metric as a narrow table cell (4 significant digits)."""
+    return f"{_SHORT_METRIC_NAMES.get(metric.name, metric.name)}={metric.value:.4g}"
+
+
+def eta_text(seconds: float) -> str:
+    """`45s`, `12m`, `1h05m`, `2d03h`: an ETA as a narrow table cell (rounded up: never 0 before the end)."""
+    left = math.ceil(seconds)
+    if left < 60:
+        return f"{left}s"
+    minutes = math.ceil(left / 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"

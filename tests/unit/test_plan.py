@@ -706,6 +706,7 @@ def test_labels_after_the_probe_use_the_given_clock_user_and_id() -> None:
         ("taoremote.gpus", "device=1"),
         ("taoremote.started", "2025-03-04T05:06:07Z"),
         ("taoremote.user", "tester"),
+        ("taoremote.results", "/home/u/results/exp1"),  # results_dir=, on the host: `list` reads it
     )
 
 
