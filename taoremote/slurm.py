@@ -20,12 +20,7 @@ from typing import TYPE_CHECKING
 from taoremote import slurm_queue as q
 from taoremote.backend import Launched, Stopped
 from taoremote.containers import Job, match_job, unmatched_message
-from taoremote.errors import (
-    JobNotFoundError,
-    OutputClosed,
-    SlurmError,
-    UsageError,
-)
+from taoremote.errors import JobNotFoundError, OutputClosed, SlurmError, UsageError
 from taoremote.executor import Completed, Executor
 from taoremote.interrupts import Reaction, reaction
 from taoremote.slurm_script import (
@@ -118,7 +113,15 @@ class SlurmBackend:
                 self.cancel([slurm_id])
             self._run(q.remove_argv([job_id], env_only=False))
 
-    def submit(self, spec: RunSpec, env_values: Mapping[str, str]) -> tuple[str, SlurmJob]:
+    def submit(
+        self,
+        spec: RunSpec,
+        env_values: Mapping[str, str],
+        *,
+        task_commands: tuple[tuple[str, ...], ...] = (),
+        max_parallel: int | None = None,
+    ) -> tuple[str, SlurmJob]:
+        """sbatch it (task_commands: a job array for a sweep, listed as `<job>-<task>`); its Slurm id."""
         if spec.interactive:
             raise UsageError("an interactive shell cannot run in Slurm's batch queue; give a subtask")
         info = self.login_info()
@@ -126,7 +129,7 @@ class SlurmBackend:
         spec = replace(spec, env_names=tuple(env_values), tty=False)
         labels = dict(spec.labels)
         user = labels.get("taoremote.user", "") or "unknown"
-        job = SlurmJob(spec, q.job_dir(info.home, spec.job_id), user, runtime)
+        job = SlurmJob(spec, q.job_dir(info.home, spec.job_id), user, runtime, task_commands, max_parallel)
         script = build_batch_script(job)  # usage errors (device=, auto:, pyxis paths) before anything runs
         if runtime == "pyxis":
             for name in pyxis_dropped_options(job):
@@ -196,7 +199,10 @@ class SlurmBackend:
             raise SlurmError(f"squeue failed: {_reason(done.stderr)}", host=self.host)
         return listing
 
-    def list_jobs(self, *, include_stopped: bool, timeout: float = QUERY_TIMEOUT_S) -> list[Job]:
+    def list_jobs(
+        self, *, include_stopped: bool, timeout: float = QUERY_TIMEOUT_S, progress: bool = False
+    ) -> list[Job]:
+        # progress: Slurm jobs carry no results label (yet), so there is no status.json to read
         jobs = q.jobs_of(self.host, self.listing(timeout))
         return jobs if include_stopped else [j for j in jobs if j.state in ("created", "pending", "running")]
 
