@@ -53,6 +53,39 @@ def write_fake_nvidia_smi(
     return tool
 
 
+def write_gpu_nvidia_smi(
+    bin_dir: Path, gpus: int, apps_csv: str = "", default_text: str | None = None
+) -> Path:
+    """An nvidia-smi with GPUS H100s (GPU i has the uuid GPU-...-<i as 12 digits>): `--query-gpu=FIELDS`
+    answers those fields in that order, `--query-compute-apps` answers APPS_CSV (`uuid, pid` lines), and
+    anything else the R580 table. For sweeps, whose placement asks for other fields than the probe."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    data = bin_dir / ".nvidia-smi.d"
+    data.mkdir(exist_ok=True)
+    (data / "default").write_text(default_text if default_text is not None else DEFAULT_SMI.read_text())
+    (data / "apps").write_text(apps_csv)
+    tool = bin_dir / "nvidia-smi"
+    tool.write_text(
+        "#!/bin/sh\n"
+        f'd="{data}"\n'
+        'for a in "$@"; do case $a in\n'
+        '  --query-compute-apps=*) cat "$d/apps"; exit 0 ;;\n'
+        "  --query-gpu=*) f=${a#--query-gpu=}\n"
+        f"    i=0; while [ $i -lt {int(gpus)} ]; do\n"
+        '      echo "$f" | awk -v i=$i -F, \'{ for (k = 1; k <= NF; k++) { v = ""\n'
+        '        if ($k == "index") v = i; else if ($k == "name") v = "NVIDIA H100 80GB HBM3"\n'
+        '        else if ($k == "uuid") v = sprintf("GPU-4d1a7c55-1b1e-4f5e-9a1a-%012d", i)\n'
+        '        else if ($k == "memory.used") v = 1; else if ($k == "memory.total") v = 81559\n'
+        '        else if ($k == "utilization.gpu") v = 0; else if ($k == "compute_cap") v = "9.0"\n'
+        '        printf "%s%s", (k > 1 ? ", " : ""), v } print "" }\'\n'
+        "      i=$((i + 1)); done; exit 0 ;;\n"
+        "esac; done\n"
+        'cat "$d/default"\n'
+    )
+    tool.chmod(0o755)
+    return tool
+
+
 def base_env(
     home: Path, bin_dir: Path | None = None, mounts: Path | None = None, **extra: str
 ) -> dict[str, str]:

@@ -35,6 +35,9 @@ PURE_MODULES = (
     "containers.py",
     "interrupts.py",
     "backend.py",
+    "sweep.py",
+    "sweep_poll.py",
+    "sweep_view.py",
 )
 # A seeded generator is a pure function of its seed: trials.py may import `random.Random`, nothing else of it
 SEEDED_RANDOM = {"trials.py": {"random", "random.Random"}}

@@ -84,6 +84,7 @@ def test_help_lists_the_commands_but_not_the_hidden_task_dispatcher(flag: str) -
         "prune",
         "info",
         "doctor",
+        "sweep",
     ]
     assert "_task" not in result.output
 
