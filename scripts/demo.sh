@@ -71,4 +71,28 @@ show "$TAO" list
 show "$TAO" logs -f "$JOB"
 show "$TAO" list --all
 show "$TAO" prune
+say "a sweep: a 2x2 grid of learning rate and batch size, one trial per GPU, ranked by mAP"
+printf 'training_config {\n  batch_size_per_gpu: 8\n  num_epochs: 3\n  learning_rate: 0.01\n}\n' >"$DEMO/specs/sweep.txt"
+rm -rf "$DEMO/state" "$DEMO/results/sweep"   # the demo's own files: a fresh sweep every time
+SWEEP_ENV=(env XDG_STATE_HOME="$DEMO/state")
+if ! command -v nvidia-smi >/dev/null 2>&1; then
+    echo "(no nvidia-smi: a stand-in reporting 2 GPUs places the trials; the engine must accept --gpus,"
+    echo " as the one scripts/start-dockerd.sh starts does)"
+    mkdir -p "$DEMO/bin"
+    cat >"$DEMO/bin/nvidia-smi" <<'SMI'
+#!/bin/sh
+for a in "$@"; do case $a in
+    --query-compute-apps=*) exit 0 ;;
+    --query-gpu=*) for i in 0 1; do echo "$i, GPU-00000000-0000-0000-0000-00000000000$i, 1, 81559, 0"; done; exit 0 ;;
+esac; done
+echo "NVIDIA-SMI 580.65.06   Driver Version: 580.65.06   CUDA Version: 13.0"
+SMI
+    chmod 755 "$DEMO/bin/nvidia-smi"
+    SWEEP_ENV+=(PATH="$DEMO/bin:$PATH")
+fi
+show "${SWEEP_ENV[@]}" "$TAO" --no-preflight sweep run demo-lr \
+    --param training_config.learning_rate=0.01,0.001 --param training_config.batch_size_per_gpu=8,16 \
+    -- detectnet_v2 train -e /workspace/tao-experiments/specs/sweep.txt -r /workspace/tao-experiments/results/sweep
+show "${SWEEP_ENV[@]}" "$TAO" sweep status demo-lr
+show "$TAO" prune
 say "done: nothing is left running ($(docker ps -q --filter label=taoremote.job | wc -l) taoremote containers)"

@@ -69,6 +69,8 @@ def trial_row(record: TrialRecord, live: Live | None = None, *, json: bool = Fal
 
 def table(records: Sequence[TrialRecord], lives: Mapping[int, Live], fmt: Format = "table") -> str:
     rows = [trial_row(r, lives.get(r.index), json=fmt == "json") for r in records]
+    if not lives and fmt == "table":  # `sweep status`: no driver's live view, only what the state holds
+        rows = [{k: v for k, v in row.items() if k not in ("progress", "metric")} for row in rows]
     return render(rows, fmt, empty="No trials.")
 
 
