@@ -16,10 +16,10 @@ ROWS = [
 
 def test_table_has_a_header_from_the_keys_and_one_line_per_row() -> None:
     assert render(ROWS, "table") == (
-        "job       task          status                      exit_code\n"
+        "job       task          status                    exit_code\n"
         "--------  ------------  ------------------------  -----------\n"
         "a1b2c3d4  detectnet_v2  Up 7 seconds\n"
-        "9c0d1e2f  yolo_v4       Exited (3) 7 seconds ago            3"
+        "9c0d1e2f  yolo_v4       Exited (3) 7 seconds ago  3"
     )
 
 

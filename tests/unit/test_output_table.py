@@ -1,4 +1,5 @@
-"""`list` renders its table without importing tabulate (~20 ms), character for character as tabulate did."""
+"""`list` renders its table without importing tabulate (~20 ms), character for character as tabulate does
+without number parsing."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ EXITED = {**JOB, "job": "9f8e7d6c", "status": "Exited (3) 2 hours ago", "exit_co
 ROWS = [
     [JOB],
     [JOB, EXITED],
-    [EXITED, {**EXITED, "exit_code": -1}, {**EXITED, "exit_code": 137}],  # only ints: right-aligned
+    [EXITED, {**EXITED, "exit_code": -1}, {**EXITED, "exit_code": 137}],  # ints are text too: left-aligned
     [{**JOB, "exit_code": "", "command": "  padded  "}],
     [{"host": "gpu1", **JOB}, {"host": "a-much-longer-host-name", **EXITED}],
     [{"task": "x", "image": "nvcr.io/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5"}],
@@ -38,29 +39,22 @@ ROWS = [
 def test_simple_table_is_what_tabulate_printed(rows: list[dict[str, object]]) -> None:
     headers = list(dict.fromkeys(k for r in rows for k in r))
     table = [[r.get(h, "") for h in headers] for r in rows]
-    assert simple_table(headers, table) == tabulate(table, headers=headers, tablefmt="simple")
-    assert render(rows, "table") == tabulate(table, headers=headers, tablefmt="simple")
+    assert simple_table(headers, table) == _tabulate(table, headers)
+    assert render(rows, "table") == _tabulate(table, headers)
 
 
-SPECIAL = [
-    "12345678",
-    "1234e567",
-    "inf",
-    "1,234",
-    "True",
-    "two\nlines",
-    "\x1b[31mred\x1b[0m",
-    "日本",
-    None,
-    1.5,
-]
+SPECIAL = ["two\nlines", "\x1b[31mred\x1b[0m", "日本", b"ab12cd34"]
 
 
 @pytest.mark.parametrize("cell", SPECIAL)
 def test_cells_tabulate_treats_specially_are_left_to_it(cell: object) -> None:
     headers, table = ["job", "n"], [[cell, 1]]
     assert simple_table(headers, table) is None
-    assert render([{"job": cell, "n": 1}], "table") == tabulate(table, headers=headers, tablefmt="simple")
+    assert render([{"job": cell, "n": 1}], "table") == _tabulate(table, headers)
+
+
+def _tabulate(table: list[list[object]], headers: list[str]) -> str:
+    return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
 def test_list_output_imports_no_tabulate_and_no_json() -> None:
