@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import SshHost
 from tests.integration.taorun import (
     SESSION_USER,
     base_env,
@@ -236,3 +237,41 @@ def test_a_non_empty_trial_dir_it_did_not_create_is_refused(tmp_path: Path) -> N
     fixed_args = ["sweep", "run", name, "--param", f"{BS}=8,16", *TASK]
     (ws / "out" / "trial-1" / "old.tlt").unlink()
     assert taoremote(fixed_args, env).returncode == 0  # refused before the name was taken
+
+
+def test_two_host_names_of_one_engine_are_one_machine_never_double_booked(
+    tmp_path: Path, fleet: list[SshHost]
+) -> None:
+    """node1 and node2 are sshd's on this machine, both reaching its one dockerd: one machine, 2 GPUs."""
+    env, ws = _env(tmp_path, epochs=2)
+    for host in fleet[:2]:
+        write_gpu_nvidia_smi(host.bin_dir, 2)
+    name = _name()
+    hosts = ["--ssh-config", str(fleet[0].ssh_config_path), "--host", "node1", "--host", "node2"]
+    result = taoremote([*hosts, "sweep", "run", name, "--param", f"{BS}=8,16,24", *TASK], env)
+    assert result.returncode == 0, result.stderr
+    rows = _status(name, env)
+    assert [(r["host"], r["state"]) for r in rows] == [("node1", "succeeded")] * 3
+    spans = sorted(_span(c) for c in _containers(name))
+    assert spans[2][0] >= min(spans[0][1], spans[1][1])  # the third waited: only two GPUs in all
+    assert (ws / "out" / "trial-2" / "spec.txt").read_text().count("batch_size_per_gpu: 24") == 1
+
+
+def test_a_hang_up_leaves_the_trials_running_and_sweep_stop_stops_them(tmp_path: Path) -> None:
+    env, _ = _env(tmp_path, epochs=30)
+    name = _name()
+    driver = start_taoremote(["sweep", "run", name, "--param", f"{BS}=8,16", *TASK], env)
+    try:
+        assert wait_for(lambda: len(_status_rows(name, env, "running")) == 2, timeout=60)
+    finally:
+        driver.send_signal(signal.SIGHUP)
+        _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 129, err
+    assert f"Resume with: taoremote sweep run {name}" in err
+    assert [c["State"]["Status"] for c in _containers(name)] == ["running", "running"]  # type: ignore[index]
+    stopped = taoremote(["sweep", "stop", name], env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert all(c["State"]["Status"] == "exited" for c in _containers(name))  # type: ignore[index]
+    assert [r["state"] for r in _status(name, env)] == ["stopped", "stopped"]
+    again = taoremote(["sweep", "run", name], env)  # stopped trials are never rerun
+    assert again.returncode == 1 and len(_containers(name)) == 2
