@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from benchmarks import breakdown
 from benchmarks.harness import TYPER_IMPORT, Bench, Cmd, Row, alternate, docker, fmt_s, log
@@ -16,6 +18,7 @@ IMAGE = f"{REGISTRY}/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5"  # what detectnet_v2
 TASK_ARGS = ("detectnet_v2", "train", "x")
 TASK_OUTPUT = "TASK<detectnet_v2>"  # what the test image prints for it
 N_JOBS = 30
+STATUS_EPOCHS = 300  # 300 lines, ~110 KB: past both of `list`'s bounds (200 lines, 64 KB)
 
 
 def dry_run_argv(b: Bench, *options: str) -> list[str]:
@@ -33,14 +36,45 @@ def dry_run_argv(b: Bench, *options: str) -> list[str]:
     return argv
 
 
+def write_status(results: Path, epochs: int = STATUS_EPOCHS) -> None:
+    """A TF1 training's status.json well into a long run: more lines and bytes than `list` reads of it."""
+    results.mkdir(parents=True)
+    lines = [
+        json.dumps(
+            {
+                "epoch": e,
+                "max_epoch": 2 * epochs,
+                "time_per_epoch": "0:01:02.500000",
+                "eta": "1:00:00",
+                "date": "3/4/2025",
+                "time": "5:6:7",
+                "status": "RUNNING",
+                "verbosity": "INFO",
+                "message": "Training loop in progress",
+                "graphical": {
+                    "loss": f"{1 / e:.5f}",
+                    "learning_rate": "0.001",
+                    "mean average precision": f"{e / 600:.5f}",
+                },
+                "kpi": {"mean average precision": f"{e / 600:.5f}"},
+            }
+        )
+        for e in range(1, epochs + 1)
+    ]
+    (results / "status.json").write_text("\n".join(lines) + "\n")
+
+
 class Jobs:
     """N_JOBS containers that look like taoremote jobs of this run's user (its labels), created once,
-    (re)started before each measure that needs them running."""
+    (re)started before each measure that needs them running. Each has a results dir (taoremote.results)
+    holding a status.json, so `list` reads every job's progress as well."""
 
     def __init__(self, b: Bench) -> None:
         self.b = b
         self.names = [f"{b.user}-job{i}" for i in range(N_JOBS)]
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for i in range(N_JOBS):
+            write_status(b.tmp / "results" / f"job{i}")
 
         def create(i: int) -> str:
             return docker(
@@ -48,6 +82,7 @@ class Jobs:
                 "--label", f"taoremote.job=bench{i:04d}", "--label", "taoremote.task=detectnet_v2",
                 "--label", "taoremote.command=detectnet_v2 train x", "--label", "taoremote.gpus=all",
                 "--label", f"taoremote.started={started}", "--label", f"taoremote.user={b.user}",
+                "--label", f"taoremote.results={b.tmp / 'results' / f'job{i}'}",
                 IMAGE, "sleep", "600",
             ).stderr.strip()  # fmt: skip
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from taoremote.containers import JOB_LABEL, LIST_SCRIPT, LIST_TEMPLATE, PS_TEMPLATE
+from taoremote.containers import JOB_LABEL, LIST_SCRIPT, LIST_TEMPLATE, PS_TEMPLATE, status_marker
 from taoremote.gpus import docker_gpus_args, parse_gpus
 
 if TYPE_CHECKING:  # `list`, `stop` and `logs` build argv without reading a mounts file: ~10 ms of imports
@@ -157,11 +157,11 @@ def build_ps_argv(
     )
 
 
-def build_list_argv(*, include_stopped: bool) -> tuple[str, ...]:
+def build_list_argv(*, include_stopped: bool, marker: str) -> tuple[str, ...]:
     """`list`'s one command per host: the `docker ps`, then the tail of each listed job's status.json
-    (containers.LIST_SCRIPT, read back by containers.parse_list)."""
+    (containers.LIST_SCRIPT, read back by containers.parse_list with the same random MARKER)."""
     ps = build_ps_argv(include_stopped=include_stopped, template=LIST_TEMPLATE)
-    return ("sh", "-c", LIST_SCRIPT, "sh", *ps)
+    return ("sh", "-c", LIST_SCRIPT, "sh", status_marker(marker), *ps)
 
 
 def build_stop_argv(names: Sequence[str], *, timeout_s: int = STOP_TIMEOUT_S) -> tuple[str, ...]:

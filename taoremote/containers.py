@@ -86,60 +86,66 @@ def _job(host: str, row: dict[str, str | None]) -> Job:
 
 
 # `list` reads each job's status.json in the same command as `docker ps` (no round trip more): `sh -c
-# LIST_SCRIPT sh <docker ps ... --format LIST_TEMPLATE>`. Each row is PS_TEMPLATE's JSON, a tab, the
-# full container id and the raw results label (JSON holds no raw tab, an id no tab, so `read` splits it
-# right; the label is data, never evaluated). After the rows, for each job with an absolute results
-# dir and a readable status.json, a header `#status <id> <path below results>` and the file's last
-# STATUS_TAIL_LINES lines (at most STATUS_TAIL_BYTES) each prefixed with `|`: rows start with `{`, so no
-# file content can pass for a row or a header. Both candidates are read (TF1's `status.json`, PyTorch's
-# and TF2's `train/status.json`): which one counts is decided here, from the image. A failing docker
-# fails the script with its own status and message; a file that cannot be read only has no section.
+# LIST_SCRIPT sh MARKER <docker ps ... --format LIST_TEMPLATE>`. Each row is PS_TEMPLATE's JSON, a tab,
+# the full container id and the raw results label (JSON holds no raw tab, an id no tab, so `read` splits
+# it right; the label is data, never evaluated). After the rows, for each job with an absolute results
+# dir and a readable regular status.json, a header line `#status MARKER <id> <path below results>` and
+# the file's last STATUS_TAIL_BYTES: MARKER is random per call, so no file content or label can pass for
+# a header. One `tail` per file and nothing per line: `list` stays near a bare `docker ps`. Both
+# candidates are read (TF1's `status.json`, PyTorch's and TF2's `train/status.json`); which one counts
+# is decided from the image (progress.job_progress). A failing docker fails the script with its own
+# status and message; a file that cannot be read only has no section.
 LIST_TEMPLATE = PS_TEMPLATE + '\t{{.ID}}\t{{.Label "' + RESULTS_LABEL + '"}}'
 STATUS_FILES = ("status.json", "train/status.json")
-STATUS_TAIL_LINES = 200
-STATUS_TAIL_BYTES = 65536
-_STATUS_HEADER = "#status "
+# The lines written last: the epoch, the ETA and the latest metric (kpi repeats on every line) are in
+# the last few lines; 16 KB holds a dozen PyTorch epochs, and reading and parsing more costs `list` time.
+STATUS_TAIL_BYTES = 16384
 LIST_SCRIPT = (
-    'rows=$("$@") || exit; printf "%s\\n" "$rows"; t=$(printf "\\t"); '
-    'printf "%s\\n" "$rows" | while IFS=$t read -r _ id results; do '
+    'm=$1; shift; rows=$("$@") || exit; printf "%s\\n" "$rows"; '
+    'printf "%s\\n" "$rows" | while IFS="\t" read -r _ id results; do '
     'case $id in ""|*[!0-9a-f]*) continue;; esac; case $results in /*) ;; *) continue;; esac; '
     f"for at in {' '.join(STATUS_FILES)}; do "
     'f="${results%/}/$at"; [ -f "$f" ] && [ -r "$f" ] || continue; '
-    'printf "#status %s %s\\n" "$id" "$at"; '
-    f"tail -c {STATUS_TAIL_BYTES} \"$f\" 2>/dev/null | tail -n {STATUS_TAIL_LINES} | sed 's/^/|/'; echo; "
+    'printf "#status %s %s %s\\n" "$m" "$id" "$at"; '
+    f'tail -c {STATUS_TAIL_BYTES} "$f" 2>/dev/null; echo; '
     "done; done; exit 0"
 )
 
 
-def parse_list(host: str, stdout: str) -> list[Job]:
+def status_marker(nonce: str) -> str:
+    """LIST_SCRIPT's MARKER from random hex (the caller draws it: this module stays pure)."""
+    if not nonce or not all(c in "0123456789abcdef" for c in nonce):
+        raise ValueError("the list marker must be lowercase hex")
+    return nonce
+
+
+def parse_list(host: str, stdout: str, marker: str) -> list[Job]:
     """Jobs from LIST_SCRIPT's output: the rows, each with the status.json tails read for it."""
-    jobs: list[Job] = []
-    files: dict[str, list[tuple[str, list[str]]]] = {}
-    current: list[str] | None = None
+    rows, *sections = stdout.split(f"\n#status {marker} ")  # every header starts a line of its own
+    files: dict[str, list[tuple[str, str]]] = {}
+    for section in sections:
+        head, _, text = section.partition("\n")
+        container_id, _, at = head.partition(" ")
+        files.setdefault(container_id, []).append((at, text.rstrip("\n")))  # and the script's echo
     decoder = json.JSONDecoder()
-    for line in stdout.splitlines():
-        if line.startswith("|") and current is not None:
-            current.append(line[1:])
-        elif line.startswith(_STATUS_HEADER):
-            container_id, _, at = line[len(_STATUS_HEADER) :].partition(" ")
-            current = []
-            files.setdefault(container_id, []).append((at, current))
-        elif line.startswith("{") and current is None:
-            try:  # the JSON, then the tab-separated fields the script read
-                row, _ = decoder.raw_decode(line)
-            except ValueError:
-                continue  # the rest of a label that holds a newline
-            if isinstance(row, dict):
-                jobs.append(_job(host, row))
-    return [_with_files(job, files.get(job.container_id, [])) for job in jobs]
+    jobs: list[Job] = []
+    for line in rows.splitlines():
+        if not line.startswith("{"):
+            continue  # blank, or the rest of a label that holds a newline
+        try:  # the JSON, then the tab-separated fields the script read
+            row, _ = decoder.raw_decode(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            jobs.append(_with_files(_job(host, row), files.get(row.get("id") or "", [])))
+    return jobs
 
 
-def _with_files(job: Job, found: Sequence[tuple[str, list[str]]]) -> Job:
+def _with_files(job: Job, found: Sequence[tuple[str, str]]) -> Job:
     # only a label the script could have read whole (no newline or tab in it) is the one it read
     if not found or not job.results.startswith("/") or any(c in job.results for c in "\n\t"):
         return job
-    status_files = tuple((at, "\n".join(lines)) for at, lines in found if at in STATUS_FILES)
-    return replace(job, status_files=status_files)
+    return replace(job, status_files=tuple((at, text) for at, text in found if at in STATUS_FILES))
 
 
 def exit_code_of(status: str) -> int | None:

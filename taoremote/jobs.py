@@ -9,6 +9,7 @@ interruption is interrupts.py's policy; this module carries it out with docker c
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -247,10 +248,16 @@ def list_jobs(
 ) -> list[Job]:
     """progress: with the tail of each job's status.json, read by the same command (`list`)."""
     if progress:
-        listed = checked(ex.run(build_list_argv(include_stopped=include_stopped), timeout=timeout))
-        return parse_list(ex.host, listed.stdout)
+        marker = list_marker()
+        argv = build_list_argv(include_stopped=include_stopped, marker=marker)
+        return parse_list(ex.host, checked(ex.run(argv, timeout=timeout)).stdout, marker)
     result = checked(ex.run(build_ps_argv(include_stopped=include_stopped), timeout=timeout))
     return parse_ps(ex.host, result.stdout)
+
+
+def list_marker() -> str:
+    """Random per call: no status.json's content (nor a label) can pass for a section header."""
+    return os.urandom(8).hex()
 
 
 def find_job(ex: Executor, ident: str) -> Job:

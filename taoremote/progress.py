@@ -252,10 +252,25 @@ def job_progress(image: str, task: str, status_files: Mapping[str, str]) -> Prog
         at = "status.json" if framework == "tf1" else "train/status.json"
         candidates = ((at, framework),)
     metric = default_metric(task)
+    name = metric[0] if metric else None
     for at, fw in candidates:
         if at in status_files:
-            return parse_status(status_files[at], framework=fw, metric=metric[0] if metric else None)
+            return _latest(status_files[at], fw, name)
     return None
+
+
+_RECENT_LINES = 24  # a few epochs of any writer: each epoch line holds epoch, max_epoch and the sticky kpi
+
+
+def _latest(text: str, framework: Framework, metric: str | None) -> Progress:
+    """parse_status's epoch, total, ETA, latest metric and status, from the last lines alone when they hold
+    an epoch line and the metric (`list` parses one tail per job: the whole tail costs it milliseconds)."""
+    lines = text.splitlines()
+    if len(lines) > _RECENT_LINES:
+        recent = parse_status("\n".join(lines[-_RECENT_LINES:]), framework=framework, metric=metric)
+        if recent.epoch is not None and (metric is None or recent.metric is not None):
+            return recent
+    return parse_status(text, framework=framework, metric=metric)
 
 
 _SHORT_METRIC_NAMES = {_TF1_MAP: "mAP"}  # the table stays narrow

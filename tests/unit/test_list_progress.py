@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from taoremote import actions, fleet, hosts
+from taoremote import actions, fleet, hosts, jobs
 from taoremote.command import build_list_argv, build_ps_argv
-from taoremote.containers import LIST_SCRIPT, LIST_TEMPLATE, PS_TEMPLATE, Job, parse_list
-from taoremote.progress import Metric, eta_text, job_progress, metric_text
+from taoremote.containers import LIST_SCRIPT, LIST_TEMPLATE, PS_TEMPLATE, STATUS_TAIL_BYTES, Job, parse_list
+from taoremote.progress import Metric, default_metric, eta_text, job_progress, metric_text
 from taoremote.settings import Globals
 from tests.unit.fakes import FakeExecutor, opener, run
 
@@ -23,6 +23,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "status"
 PYT = "nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt"
 TF1 = "nvcr.io/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5"
 CID = "c" * 64
+MARK = "5eed"  # the random marker of one call
 
 
 def _row(cid: str = CID, *, results: str = "", image: str = PYT, task: str = "dino", **labels: str) -> dict:
@@ -54,13 +55,16 @@ def _line(row: dict) -> str:
 
 
 def test_list_argv_is_one_sh_command_around_the_docker_ps_with_the_list_template() -> None:
-    assert build_list_argv(include_stopped=True) == (
-        "sh", "-c", LIST_SCRIPT, "sh",
+    assert build_list_argv(include_stopped=True, marker=MARK) == (
+        "sh", "-c", LIST_SCRIPT, "sh", MARK,
         "docker", "ps", "--all", "--no-trunc", "--filter", "label=taoremote.job", "--format", LIST_TEMPLATE,
     )  # fmt: skip
-    assert build_list_argv(include_stopped=False)[4:] == build_ps_argv(
+    assert build_list_argv(include_stopped=False, marker=MARK)[5:] == build_ps_argv(
         include_stopped=False, template=LIST_TEMPLATE
     )
+    for bad in ("", "5EED", "a b", "$(x)"):
+        with pytest.raises(ValueError):
+            build_list_argv(include_stopped=False, marker=bad)
     # the JSON every other command reads, then the fields the script reads: the full id and the raw label
     assert LIST_TEMPLATE == PS_TEMPLATE + '\t{{.ID}}\t{{.Label "taoremote.results"}}'
     assert '"results":{{json (.Label "taoremote.results")}}' in PS_TEMPLATE
@@ -96,7 +100,7 @@ def _run_script(
         "FAKE_ARGS": str(bin_dir.parent / "args"),
         "FAKE_RC": str(rc),
     }
-    argv = build_list_argv(include_stopped=include_stopped)
+    argv = build_list_argv(include_stopped=include_stopped, marker=MARK)
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, cwd=bin_dir.parent)
 
 
@@ -109,11 +113,13 @@ def test_the_script_passes_docker_its_argv_and_reads_both_status_files(
     (results / "train" / "status.json").write_text((DATA / "dino.json").read_text())
     done = _run_script(fake_docker, [_line(_row(results=str(results))), _line(_row("d" * 64))])
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "args").read_text() == " ".join(build_list_argv(include_stopped=True)[5:]) + "\n"
-    (job, other) = parse_list("gpu1", done.stdout)
+    assert (tmp_path / "args").read_text() == " ".join(
+        build_list_argv(include_stopped=True, marker=MARK)[6:]
+    ) + "\n"
+    (job, other) = parse_list("gpu1", done.stdout, MARK)
     assert other.status_files == ()
     assert dict(job.status_files) == {
-        "status.json": '{"epoch": 1, "max_epoch": 3}',  # the lines, joined: no trailing newline
+        "status.json": '{"epoch": 1, "max_epoch": 3}',  # the text, less its trailing newlines
         "train/status.json": (DATA / "dino.json").read_text().rstrip("\n"),
     }
     assert (job.host, job.results, job.container_id) == ("gpu1", str(results), CID)
@@ -126,7 +132,7 @@ def test_a_label_is_data_never_shell_code(fake_docker: Path, tmp_path: Path) -> 
     done = _run_script(fake_docker, [_line(_row(results=str(odd), image=TF1, task="yolo_v4"))])
     assert done.returncode == 0, done.stderr
     assert not list(tmp_path.glob("pwned*"))
-    (job,) = parse_list("local", done.stdout)
+    (job,) = parse_list("local", done.stdout, MARK)
     assert job.status_files == (("status.json", '{"epoch": 2, "max_epoch": 4}'),)
 
 
@@ -147,19 +153,24 @@ def test_the_tail_is_bounded_and_a_file_cut_mid_line_cannot_join_the_next_header
         _line(_row("b" * 64, results=str(b), image=TF1)),
     ]
     done = _run_script(fake_docker, rows)
-    first, second = parse_list("local", done.stdout)
+    first, second = parse_list("local", done.stdout, MARK)
     text = dict(first.status_files)["status.json"]
-    assert len(text.splitlines()) == 200 and text.endswith('{"epoch": 500, "max_ep')
+    assert len(text) == STATUS_TAIL_BYTES and text.endswith('{"epoch": 500, "max_ep')
     assert second.status_files == (("status.json", '{"epoch": 7, "max_epoch": 9}'),)
     progress = job_progress(TF1, "yolo_v4", dict(first.status_files))
     assert progress is not None and (progress.epoch, progress.max_epoch) == (499, 500)
 
 
-def test_huge_lines_are_cut_to_the_byte_bound(fake_docker: Path, tmp_path: Path) -> None:
-    (tmp_path / "status.json").write_text(("x" * 1000 + "\n") * 1000)
-    done = _run_script(fake_docker, [_line(_row(results=str(tmp_path)))])
-    (job,) = parse_list("local", done.stdout)
-    assert len(dict(job.status_files)["status.json"]) <= 65536
+def test_a_file_cannot_forge_a_header_without_the_marker(fake_docker: Path, tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+    forged = f'{{"epoch": 1}}\n#status {MARK[::-1]} {"b" * 64} status.json\n{{"epoch": 99}}\n#status\n'
+    (a / "status.json").write_text(forged)
+    rows = [_line(_row("a" * 64, results=str(a))), _line(_row("b" * 64, results=str(b)))]
+    first, second = parse_list("local", _run_script(fake_docker, rows).stdout, MARK)
+    assert first.status_files == (("status.json", forged.rstrip("\n")),)
+    assert second.status_files == ()
 
 
 def test_no_section_without_a_readable_regular_file_or_for_a_relative_label(
@@ -177,7 +188,7 @@ def test_no_section_without_a_readable_regular_file_or_for_a_relative_label(
     done = _run_script(fake_docker, rows)
     assert done.returncode == 0, done.stderr
     assert "#status" not in done.stdout
-    assert [j.status_files for j in parse_list("local", done.stdout)] == [(), (), ()]
+    assert [j.status_files for j in parse_list("local", done.stdout, MARK)] == [(), (), ()]
 
 
 def test_a_failing_docker_fails_the_script_with_its_code_and_message(fake_docker: Path) -> None:
@@ -189,7 +200,7 @@ def test_a_failing_docker_fails_the_script_with_its_code_and_message(fake_docker
 def test_no_jobs_is_an_empty_listing(fake_docker: Path) -> None:
     done = _run_script(fake_docker, [], include_stopped=False)
     assert done.returncode == 0
-    assert parse_list("local", done.stdout) == []
+    assert parse_list("local", done.stdout, MARK) == []
 
 
 # ---------------------------------------------------------------------------------------------- parser
@@ -200,28 +211,27 @@ def test_parse_list_gives_each_job_only_its_own_sections() -> None:
         [
             _line(_row("a" * 64, results="/r/a")),
             _line(_row("b" * 64, results="/r/b")),
-            "#status " + "b" * 64 + " train/status.json",
-            '|{"epoch": 0, "max_epoch": 1}',
-            "|",
+            f"#status {MARK} {'b' * 64} train/status.json",
+            '{"epoch": 0, "max_epoch": 1}',
             "",
-            "#status " + "9" * 64 + " status.json",  # no such job: ignored
-            "|{}",
+            f"#status {MARK} {'9' * 64} status.json",  # no such job: ignored
+            "{}",
         ]
     )
-    a, b = parse_list("h", out)
+    a, b = parse_list("h", out, MARK)
     assert a.status_files == ()
-    assert b.status_files == (("train/status.json", '{"epoch": 0, "max_epoch": 1}\n'),)
+    assert b.status_files == (("train/status.json", '{"epoch": 0, "max_epoch": 1}'),)
 
 
 def test_a_label_holding_a_newline_gets_no_progress_and_its_rest_is_no_row() -> None:
     row = _row(results="/r/a\n{not json")
-    out = f"{json.dumps(row)}\t{CID}\t/r/a\n{{not json\n#status {CID} status.json\n|{{}}\n"
-    (job,) = parse_list("h", out)
+    out = f"{json.dumps(row)}\t{CID}\t/r/a\n{{not json\n#status {MARK} {CID} status.json\n{{}}\n"
+    (job,) = parse_list("h", out, MARK)
     assert (job.results, job.status_files) == ("/r/a\n{not json", ())
 
 
 def test_sweep_labels_reach_the_job() -> None:
-    (job,) = parse_list("h", _line(_row(sweep="lr", trial="3")))
+    (job,) = parse_list("h", _line(_row(sweep="lr", trial="3")), MARK)
     assert (job.sweep, job.trial) == ("lr", "3")
 
 
@@ -254,7 +264,7 @@ def test_eta_and_metric_cells_are_narrow() -> None:
 
 
 def _job(**fields: object) -> Job:
-    (job,) = parse_list("gpu1", _line(_row(results="/r")))
+    (job,) = parse_list("gpu1", _line(_row(results="/r")), MARK)
     return Job(**{**job.__dict__, **fields})
 
 
@@ -306,12 +316,14 @@ def test_table_rows_show_progress_eta_metric_and_trial_before_the_wide_columns()
 def test_list_over_three_hosts_is_one_executor_run_per_host(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    files = '#status {cid} train/status.json\n|{{"epoch": 4, "max_epoch": 9, "kpi": {{"val_mAP50": 0.5}}}}\n'
+    line = json.dumps({"epoch": 4, "max_epoch": 9, "kpi": {"val_mAP50": 0.5}})
+    monkeypatch.setattr(jobs, "list_marker", lambda: MARK)
     fakes = []
     for i, host in enumerate(("gpu1", "gpu2", "gpu3")):
         cid = str(i) * 64
-        out = _line(_row(cid, results=f"/r/{i}")) + "\n" + files.format(cid=cid)
-        fakes.append(FakeExecutor(run(build_list_argv(include_stopped=False), stdout=out), host=host))
+        out = _line(_row(cid, results=f"/r/{i}")) + "\n" + f"#status {MARK} {cid} train/status.json\n{line}\n"
+        argv = build_list_argv(include_stopped=False, marker=MARK)
+        fakes.append(FakeExecutor(run(argv, stdout=out), host=host))
     monkeypatch.setattr(hosts, "open_executor", opener(*fakes))
     g = Globals(None, ("gpu1", "gpu2", "gpu3"), None, None, "all", False, False, True, "json")
     assert actions.list_cmd(g, include_stopped=False, fmt="json") == 0
@@ -333,7 +345,7 @@ def test_help_and_a_list_row_without_status_files_import_no_progress_sqlite_or_o
         "import sys\n"
         "from taoremote import actions\n"
         "from taoremote.containers import parse_list\n"
-        f"(job,) = parse_list('h', {_line(_row(results='/r'))!r})\n"
+        f"(job,) = parse_list('h', {_line(_row(results='/r'))!r}, 'ab')\n"
         "print(actions.job_row(job, actions.ListColumns(host=False, progress=True)))\n"
         "print(sorted(m for m in sys.modules if m in ('taoremote.progress', 'sqlite3', 'optuna', 'numpy')))\n"
     )
@@ -382,3 +394,20 @@ def test_a_launch_labels_the_host_path_of_the_results_dir_when_it_knows_it(
 
 def test_a_run_command_or_a_shell_gets_no_results_label() -> None:
     assert _results_label(["model", "dino", "run", "ls", "-r", "/workspace/results/x"]) is None
+
+
+def _shown(p: object) -> tuple[object, ...]:
+    return tuple(getattr(p, f) for f in ("epoch", "max_epoch", "eta", "metric", "status"))
+
+
+@pytest.mark.parametrize("fixture", sorted(p.name for p in DATA.glob("*.json")))
+def test_list_reads_the_same_progress_from_the_last_lines_as_from_the_whole_tail(fixture: str) -> None:
+    from taoremote.progress import parse_status
+
+    text = (DATA / fixture).read_text()
+    long_run = "\n".join(text.splitlines() * 20)  # appended runs, far past the last lines `list` parses
+    for image, at, fw in ((PYT, "train/status.json", "pytorch"), (TF1, "status.json", "tf1")):
+        for task in ("dino", "yolo_v4", "classification_tf1", "detectnet_v2"):
+            for body in (text, long_run):
+                full = parse_status(body, framework=fw, metric=(default_metric(task) or (None,))[0])  # type: ignore[arg-type]
+                assert _shown(job_progress(image, task, {at: body})) == _shown(full), (image, task)
