@@ -1,4 +1,5 @@
-"""The command line: the only module that imports typer. Each command loads, builds, executes, renders."""
+"""The command line (with cli_sweep.py and cli_shared.py, the only modules that import typer): the root
+options and the job commands. Each command loads, builds, executes, renders."""
 
 # No `from __future__ import annotations` here: typer reads every command's annotations, and as strings
 # it would have to eval each one on every start (~4 ms); written as objects they are built once, at import.
@@ -9,65 +10,14 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from taoremote import __version__
+from taoremote.cli_shared import HELP, FormatOpt, TaskDispatchGroup, globals_of
+from taoremote.cli_sweep import sweep_app
 from taoremote.errors import Interrupted, TaoRemoteError, UsageError
 
 if TYPE_CHECKING:  # imported where a command runs: --help and --version need no dataclass built
-    from taoremote.settings import Globals
-
-HELP = """Launch NVIDIA TAO Toolkit tasks in GPU containers, on this machine or on SSH hosts.
-
-\b
-  taoremote [OPTIONS] [model|dataset|deploy] TASK SUBTASK [ARGS...]
-  taoremote [OPTIONS] TASK run COMMAND...        any command in the task's image
-  taoremote [OPTIONS] TASK                       interactive shell (needs a terminal)
-\b
-Examples:
-  taoremote detectnet_v2 train -e /workspace/specs/train.txt -r /workspace/results -k KEY
-  taoremote --host gpu1 -d model dino train -e /workspace/specs/train.yaml
-  taoremote --host gpu1 logs -f JOB        reattach to a job's output
-\b
-Arguments after the task pass through unchanged, one element each: no shell re-splits them.
-Config: --mounts, $LAUNCHER_MOUNTS or ~/.tao_mounts.json (the TAO launcher's format);
-task images: ~/.tao/config.json or the bundled TAO map, $OVERRIDE_REGISTRY, --image.
-Exit codes: the task's own; 1 no such job or a failed check; 2 usage; 68 SSH; 69 docker or driver;
-78 config; 130/143 Ctrl-C or SIGTERM (job stopped); 129 terminal hung up and 255 SSH link lost (the
-job goes on: reattach with `logs -f`); 141 output closed (job stopped)."""
-
-
-class TaskDispatchGroup(TyperGroup):
-    """Anything that is not a built-in command is a task: it and everything after it go to the task
-    command untouched, so click never re-parses the task's own options (including its --help)."""
-
-    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        if args and args[0] not in self.commands:
-            ctx.meta["task_argv"] = list(args)
-            return "_task", self.commands["_task"], []
-        return super().resolve_command(ctx, args)
-
-    def list_commands(self, ctx: Any) -> list[str]:
-        return [name for name in super().list_commands(ctx) if name != "_task"]
-
-    def format_help_text(self, ctx: Any, formatter: Any) -> None:
-        # the tasks, by group, as the TAO launcher's users check an install with `tao --help`; the
-        # task map is one small JSON file, so this costs no noticeable start-up time
-        super().format_help_text(ctx, formatter)
-        formatter.write_paragraph()
-        formatter.write(_task_listing() + "\n")
-
-
-def _task_listing() -> str:
-    from taoremote import tasks
-
-    try:
-        task_map = tasks.load_task_map(tasks.user_config_path())
-        note = ""
-    except TaoRemoteError as exc:
-        task_map, note = tasks.load_task_map(None), f"  ({exc}; showing the bundled map)\n"
-    return note + "\n".join("  " + line for line in tasks.tasks_by_group(task_map).splitlines())
-
+    pass
 
 app = typer.Typer(
     cls=TaskDispatchGroup,
@@ -78,23 +28,13 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(sweep_app, name="sweep")
 
 
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"taoremote {__version__}")
         raise typer.Exit()
-
-
-FormatOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--format",
-        metavar="table|json",
-        help="table or json (default: the global --format)",
-        show_default=False,
-    ),
-]
 
 
 @app.callback()
@@ -223,14 +163,6 @@ def _check_slurm_options(
         raise UsageError(f"--gpus {gpus}: on Slurm the scheduler picks the GPUs; ask for a count (--gpus N)")
 
 
-def _globals(ctx: typer.Context) -> "Globals":
-    from taoremote.settings import Globals
-
-    obj = ctx.find_root().obj
-    assert isinstance(obj, Globals)
-    return obj
-
-
 @app.command(
     "_task",
     hidden=True,
@@ -239,7 +171,7 @@ def _globals(ctx: typer.Context) -> "Globals":
 def task_command(ctx: typer.Context) -> None:
     from taoremote import actions
 
-    g = _globals(ctx)
+    g = globals_of(ctx)
     code = actions.run_task(ctx.meta["task_argv"], g)
     raise typer.Exit(code)
 
@@ -255,7 +187,7 @@ def list_command(
     """List taoremote jobs on the target host(s): one `docker ps` per host, in parallel."""
     from taoremote import actions
 
-    g = _globals(ctx)
+    g = globals_of(ctx)
     raise typer.Exit(actions.list_cmd(g, include_stopped=all_, fmt=fmt or g.fmt))
 
 
@@ -292,7 +224,7 @@ def stop_command(
     wanted = [*(container_id or []), *(ids or [])]
     if not wanted and not all_:
         raise UsageError("give --container_id ID [ID ...] or --all")
-    raise typer.Exit(actions.stop_cmd(_globals(ctx), wanted, stop_all=all_, all_users=all_users))
+    raise typer.Exit(actions.stop_cmd(globals_of(ctx), wanted, stop_all=all_, all_users=all_users))
 
 
 @app.command("logs")
@@ -306,7 +238,7 @@ def logs_command(
     """Show a job's output; with -f, follow it to the end (Ctrl-C stops following, not the job)."""
     from taoremote import actions
 
-    raise typer.Exit(actions.logs_cmd(_globals(ctx), job, follow=follow))
+    raise typer.Exit(actions.logs_cmd(globals_of(ctx), job, follow=follow))
 
 
 @app.command("prune")
@@ -319,7 +251,7 @@ def prune_command(
     """Remove your finished taoremote jobs (their containers and exit codes) on the target host(s)."""
     from taoremote import actions
 
-    raise typer.Exit(actions.prune_cmd(_globals(ctx), all_users=all_users))
+    raise typer.Exit(actions.prune_cmd(globals_of(ctx), all_users=all_users))
 
 
 @app.command("info")
@@ -333,7 +265,7 @@ def info_command(
     """Show the config files in effect, task groups and images."""
     from taoremote import actions
 
-    g = _globals(ctx)
+    g = globals_of(ctx)
     raise typer.Exit(actions.info_cmd(g, verbose=verbose, fmt=fmt or g.fmt))
 
 
@@ -351,98 +283,8 @@ def doctor_command(
     With --slurm: Slurm, its partitions and GPUs, the container runtime, mounts."""
     from taoremote import actions
 
-    g = _globals(ctx)
+    g = globals_of(ctx)
     raise typer.Exit(actions.doctor_cmd(g, fmt=fmt or g.fmt, probe_node=probe_node))
-
-
-# ---------------------------------------------------------------------------------------------- sweep
-
-sweep_app = typer.Typer(
-    help="Run many variations of one training over every free GPU of the hosts (grid, random, tpe).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-app.add_typer(sweep_app, name="sweep")
-
-
-@sweep_app.command("run")
-def sweep_run_command(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="the sweep's name; run it again to resume")],
-    task: Annotated[
-        list[str] | None, typer.Argument(help="-- [group] TASK train ARGS...", show_default=False)
-    ] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            metavar="PATH=V1,V2|uniform(a,b)|loguniform(a,b)|int(a,b)|choice(a,...)",
-            help="a spec path (protobuf) or override key (YAML) and its values; repeatable",
-        ),
-    ] = None,
-    search: Annotated[str, typer.Option("--search", metavar="grid|random|tpe")] = "grid",
-    trials: Annotated[int | None, typer.Option("--trials", metavar="N", help="random/tpe: trials")] = None,
-    seed: Annotated[int, typer.Option("--seed", metavar="S")] = 0,
-    metric: Annotated[str | None, typer.Option("--metric", metavar="NAME", help="default: per task")] = None,
-    direction: Annotated[str | None, typer.Option("--direction", metavar="max|min")] = None,
-    max_parallel: Annotated[int | None, typer.Option("--max-parallel", metavar="K")] = None,
-    gpus_per_trial: Annotated[int, typer.Option("--gpus-per-trial", metavar="G")] = 1,
-    prune: Annotated[str | None, typer.Option("--prune", metavar="median")] = None,
-    prune_warmup: Annotated[int, typer.Option("--prune-warmup", metavar="E")] = 0,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="print each trial's placement, argv and spec diff; run nothing")
-    ] = False,
-) -> None:
-    """Run (or resume) sweep NAME: `sweep run NAME --param P=V1,V2 ... -- [group] TASK train ARGS...`.
-
-    Queued trials start only while this runs; run `sweep run NAME` again to resume."""
-    from taoremote import sweep, sweep_cmds
-
-    g = _globals(ctx)
-    options = None
-    if param or task:  # bare `sweep run NAME` resumes the stored definition
-        options = sweep.SweepOptions(
-            tuple(param or ()), search, trials, seed, metric, direction, max_parallel, gpus_per_trial,
-            prune, prune_warmup, tuple(task or ()),
-        )  # fmt: skip
-    terminal = sys.stdout.isatty()
-    raise typer.Exit(sweep_cmds.run_cmd(g, name, options, dry_run=dry_run or g.dry_run, terminal=terminal))
-
-
-@sweep_app.command("status")
-def sweep_status_command(ctx: typer.Context, name: str, fmt: FormatOpt = None) -> None:
-    """Each trial: host, GPUs, params, state, best metric and its epoch, exit code."""
-    from taoremote import actions, sweep_cmds
-
-    g = _globals(ctx)
-    raise typer.Exit(sweep_cmds.status_cmd(name, actions._fmt(fmt or g.fmt)))
-
-
-@sweep_app.command("best")
-def sweep_best_command(ctx: typer.Context, name: str, fmt: FormatOpt = None) -> None:
-    """The best trial: params, metric, results dir, newest checkpoint, evaluate/export commands."""
-    from taoremote import actions, sweep_cmds
-
-    g = _globals(ctx)
-    raise typer.Exit(sweep_cmds.best_cmd(g, name, actions._fmt(fmt or g.fmt)))
-
-
-@sweep_app.command("stop")
-def sweep_stop_command(ctx: typer.Context, name: str) -> None:
-    """Stop every trial of sweep NAME (yours) on its hosts; queued trials never start."""
-    from taoremote import sweep_cmds
-
-    raise typer.Exit(sweep_cmds.stop_cmd(_globals(ctx), name))
-
-
-@sweep_app.command("list")
-def sweep_list_command(ctx: typer.Context, fmt: FormatOpt = None) -> None:
-    """Every sweep in the state file, with its trials' states."""
-    from taoremote import actions, sweep_cmds
-
-    g = _globals(ctx)
-    raise typer.Exit(sweep_cmds.list_cmd(actions._fmt(fmt or g.fmt)))
 
 
 def main() -> None:

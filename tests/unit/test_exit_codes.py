@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from taoremote import errors
-from taoremote.cli import HELP
+from taoremote.cli_shared import HELP
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 TABLE_CODES = {code for code, _ in errors.EXIT_CODES if code.isdigit()}
