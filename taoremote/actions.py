@@ -84,11 +84,15 @@ def run_task(argv: list[str], g: Globals) -> int:
         override_registry=os.environ.get("OVERRIDE_REGISTRY") or None,
     )
     needs_host = not g.dry_run or parse_gpus(g.gpus).kind == "auto"  # auto:N asks the host's GPUs
-    backend = open_backend(g, host) if needs_host else None
+    # a Slurm dry run shows the batch script, whose job directory is under the login node's home
+    backend = open_backend(g, host) if needs_host or g.slurm else None
     try:
-        plan = launch.plan_launch(request, mounts, task_map, opts, backend.executor if backend else None)
+        probe_on = backend.executor if backend is not None and needs_host else None
+        plan = launch.plan_launch(request, mounts, task_map, opts, probe_on)
         if g.dry_run:
-            _out(describe_plan(plan))
+            # a backend that submits a script rather than `docker run` (Slurm) shows what it would submit
+            describe = getattr(backend, "describe_launch", None)
+            _out(describe(plan) if describe is not None else describe_plan(plan))
             return 0
         if os.environ.get("TAO_LAUNCHER_DEBUG") == "1":  # the launcher's debug switch: show the command
             _err(describe_plan(plan))
@@ -286,7 +290,12 @@ def stop_cmd(g: Globals, wanted: list[str], *, stop_all: bool, all_users: bool =
             _out(f"stopped {job.job_id} ({job.name}){' on ' + host if host != 'local' else ''}")
     code = _report_failures(results)
     # an id is "not found" only if every host answered; otherwise it may be on the silent one
-    found = {i for _, answer in answers for i in wanted if match_job(answer.known, i) is not None}
+    found = {
+        i
+        for _, answer in answers
+        for i in wanted
+        if match_job(answer.known, i) is not None or i in answer.groups
+    }
     missing = [i for i in wanted if i not in found] if len(answers) == len(results) else []
     known_everywhere = [job for _, answer in answers for job in answer.known]
     for ident in missing:

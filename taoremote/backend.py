@@ -39,6 +39,9 @@ class Stopped:
 
     stopped: list[Job]
     known: list[Job]
+    # ids that named a group of jobs rather than one (a Slurm job array by its own id): found, though no
+    # single job in `known` answers to them
+    groups: tuple[str, ...] = ()
 
 
 class JobBackend(Protocol):

@@ -23,7 +23,11 @@ EXIT_CODES: tuple[tuple[str, str], ...] = (
     ("1", "a job id that matches no job, or a failed check (`doctor`) or host (`list`, `stop`)"),
     ("2", "usage error: unknown task, bad option value"),
     ("68", "SSH connect, auth or host-key failure"),
-    ("69", "docker missing, daemon down, image missing, pull/create failed; driver too old for the image"),
+    (
+        "69",
+        "docker missing, daemon down, image missing, pull/create failed; driver too old for the image; "
+        "Slurm: sbatch refused the job (Slurm's reason), or no Slurm on the login node",
+    ),
     ("78", "invalid config (every problem listed with its $.path)"),
     ("129", "SIGHUP: the terminal went away (the job keeps running)"),
     ("130", "Ctrl-C (the container is stopped first)"),

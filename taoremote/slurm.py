@@ -11,6 +11,7 @@ login node is local or remote; the commands and parsers are in slurm_queue.py (p
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,7 @@ from taoremote.slurm_script import (
 
 if TYPE_CHECKING:
     from taoremote.command import RunSpec
+    from taoremote.plan import LaunchPlan
 
 SUBMIT_TIMEOUT_S = 60.0
 QUERY_TIMEOUT_S = 30.0
@@ -122,30 +124,69 @@ class SlurmBackend:
         max_parallel: int | None = None,
     ) -> tuple[str, SlurmJob]:
         """sbatch it (task_commands: a job array for a sweep, listed as `<job>-<task>`); its Slurm id."""
-        if spec.interactive:
-            raise UsageError("an interactive shell cannot run in Slurm's batch queue; give a subtask")
-        info = self.login_info()
-        runtime = self.runtime()
-        spec = replace(spec, env_names=tuple(env_values), tty=False)
-        labels = dict(spec.labels)
-        user = labels.get("taoremote.user", "") or "unknown"
-        job = SlurmJob(spec, q.job_dir(info.home, spec.job_id), user, runtime, task_commands, max_parallel)
+        job = self._job(spec, env_values, task_commands, max_parallel)
         script = build_batch_script(job)  # usage errors (device=, auto:, pyxis paths) before anything runs
-        if runtime == "pyxis":
-            for name in pyxis_dropped_options(job):
-                _say(f"warning: DockerOptions.{name} has no pyxis equivalent and is not applied")
+        for warning in self._warnings(job):
+            _say(f"warning: {warning}")
+        spec, labels = job.spec, dict(job.spec.labels)
         meta = q.meta_text(
             job_id=spec.job_id,
             task=spec.task,
             command=labels.get("taoremote.command", ""),
             image=spec.image,
             gpus=spec.gpus,
-            user=user,
+            user=job.user,
             started=labels.get("taoremote.started", ""),
             tasks=len(job.task_commands),
-            runtime=runtime,
+            runtime=job.runtime,
         )
         return self._sbatch(job, script, meta, env_values), job
+
+    def _job(
+        self,
+        spec: RunSpec,
+        env_values: Mapping[str, str],
+        task_commands: tuple[tuple[str, ...], ...] = (),
+        max_parallel: int | None = None,
+    ) -> SlurmJob:
+        if spec.interactive:
+            raise UsageError("an interactive shell cannot run in Slurm's batch queue; give a subtask")
+        home = self.login_info().home
+        spec = replace(spec, env_names=tuple(env_values), tty=False)
+        user = dict(spec.labels).get("taoremote.user", "") or "unknown"
+        return SlurmJob(spec, q.job_dir(home, spec.job_id), user, self.runtime(), task_commands, max_parallel)
+
+    @staticmethod
+    def _warnings(job: SlurmJob) -> list[str]:
+        if job.runtime != "pyxis":
+            return []
+        return [
+            f"DockerOptions.{n} has no pyxis equivalent and is not applied"
+            for n in pyxis_dropped_options(job)
+        ]
+
+    def describe_launch(self, plan: LaunchPlan) -> str:
+        """The dry run: the batch script as it would be submitted, then where its files would go and the
+        exact sbatch argv. Asks the login node only where home is and which runtime it has (read-only):
+        no directory is made, nothing submitted. Env values never are in the script; here secrets show
+        as ****."""
+        job = self._job(plan.spec, plan.env_values)
+        script = build_batch_script(job)
+        shown = {k: ("****" if k in plan.secret_names else v) for k, v in plan.env_values.items()}
+        lines = [
+            "# ---- taoremote dry run: nothing was submitted, no job directory made ----",
+            f"# Slurm login node: {self.host}; container runtime: {job.runtime}",
+            f"# the script above is written to {job.job_dir}/job.sbatch (a private 0700 directory)",
+        ]
+        if shown:
+            lines.append(
+                f"# env values reach the job through a 0600 file {job.job_dir}/env, never the script:"
+            )
+            lines.extend(f"#   {k}={v}" for k, v in shown.items())
+        lines.append(f"# sbatch argv: {json.dumps(build_sbatch_argv(job.job_dir, self.options.sbatch_args))}")
+        lines.extend(f"# note: {n}" for n in plan.notes)
+        lines.extend(f"# warning: {w}" for w in (*plan.warnings, *self._warnings(job)))
+        return script + "\n".join(lines)
 
     def _sbatch(self, job: SlurmJob, script: str, meta: str, env_values: Mapping[str, str]) -> str:
         with_env = bool(env_values)
@@ -214,11 +255,26 @@ class SlurmBackend:
         return job
 
     def stop(self, idents: Sequence[str]) -> Stopped:
+        """One job or array task per id; a job array's own id (taoremote's or Slurm's base id) names
+        every task of it, and is cancelled whole (its pending tasks too, listed or not)."""
         known = self.list_jobs(include_stopped=True)
-        chosen = list({j.job_id: j for i in idents if (j := _match(known, i)) is not None}.values())
-        self.cancel([j.container_id for j in chosen if j.state in ("pending", "running")])
+        chosen: dict[str, Job] = {}
+        cancel: dict[str, None] = {}  # Slurm ids, in order, once each
+        arrays = []
+        for ident in idents:
+            tasks = _array_tasks(known, ident)
+            one = None if tasks else _match(known, ident)
+            for job in tasks or ([one] if one is not None else []):
+                chosen[job.job_id] = job
+            if tasks:
+                arrays.append(ident)
+                if any(t.state in ("pending", "running") for t in tasks):
+                    cancel[tasks[0].container_id.split("_", 1)[0]] = None
+            elif one is not None and one.state in ("pending", "running"):
+                cancel[one.container_id] = None
+        self.cancel(list(cancel))
         self._remove_stranded_env_files()
-        return Stopped(chosen, known)
+        return Stopped(list(chosen.values()), known, groups=tuple(arrays))
 
     def stop_all(self, *, user: str | None) -> list[Job]:
         live = [j for j in self.list_jobs(include_stopped=False) if user is None or j.user == user]
@@ -254,13 +310,17 @@ class SlurmBackend:
 
     def prune(self, *, user: str | None) -> list[Job]:
         """Finished jobs' directories (output, exit codes, stranded env files) go; nothing of a job Slurm
-        still lists as pending or running is touched."""
+        still lists as pending or running is touched. A directory whose submit was killed before sbatch
+        answered goes once it is provably no job (slurm_queue.abandoned_submits), never while young."""
         listing = self.listing()
+        abandoned = set(q.abandoned_submits(listing))
         done_dirs = {
             d.job_id
             for d in listing.dirs
-            if d.slurm_id is not None
-            and not q.live_slurm_ids(listing, d.slurm_id)
+            if (
+                d.job_id in abandoned
+                or (d.slurm_id is not None and not q.live_slurm_ids(listing, d.slurm_id))
+            )
             and (user is None or d.meta.get("user") == user)
         }
         if done_dirs:
@@ -277,6 +337,17 @@ class SlurmBackend:
 
     def close(self) -> None:
         self.executor.close()
+
+
+def _array_tasks(jobs: Sequence[Job], ident: str) -> list[Job]:
+    """Every task of the job array IDENT names exactly: by taoremote's job id (tasks are `<id>-<n>`) or
+    by Slurm's base id (tasks are `<id>_<n>`); [] when IDENT is no array's."""
+    return [
+        j
+        for j in jobs
+        if "_" in j.container_id
+        and (j.job_id.rsplit("-", 1)[0] == ident or j.container_id.split("_", 1)[0] == ident)
+    ]
 
 
 def _match(jobs: Sequence[Job], ident: str) -> Job | None:

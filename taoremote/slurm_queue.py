@@ -5,6 +5,14 @@ round trip per step. The scripts find the user's job directories under JOBS_DIR 
 directory: home is shared on clusters), ask Slurm with plain `squeue -h -o` (`squeue --json` ignores
 every filter on 22.05; we filter client-side anyway), and read the exit-code files the batch scripts
 write (`sacct --json` reports 0 for failed jobs on 22.05). Nothing here runs anything.
+
+A job directory without a Slurm id ("submitting") is a submit that sbatch has not answered yet, or one
+that was killed before it did (or before it recorded the id). `prune` removes it only once it is
+provably no job and no submit in progress (`abandoned_submits`): no Slurm id recorded, no job in
+`squeue` carries its job id in its comment (a job whose id was lost is found that way, and is a job
+like any other), and its meta file is older than SUBMIT_DEADLINE_S on the login node's own clock. A
+submit writes that file first, and gives up after slurm.SUBMIT_TIMEOUT_S; sbatch's own retries end well
+within the deadline. Never by age alone, and never a directory with a Slurm id (those go by Slurm's word).
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from taoremote.containers import Job
 from taoremote.slurm_script import COMMENT_PREFIX, ENV_FILE, ENV_READ_MARK, EXIT_CODE_FILE, FINAL_STATES
@@ -23,6 +31,7 @@ SLURM_ID_FILE = "slurm_id"
 ENV_END = "# taoremote: end of env file"  # the env file's last line: a file without it did not arrive whole
 FINAL = frozenset(FINAL_STATES.split("|"))
 SQUEUE_FORMAT = "%i|%T|%r|%k"  # the comment last: it is the only free text
+SUBMIT_DEADLINE_S = 300  # a submit older than this has ended, answered or not (see the docstring)
 
 # `sh -c INFO_SCRIPT sh`: the login directory, whether Slurm is there, and whether srun has pyxis
 INFO_SCRIPT = (
@@ -37,7 +46,8 @@ INFO_SCRIPT = (
 SUBMIT_SCRIPT = (
     "d=$1; script=$2; meta=$3; with_env=$4; shift 4; umask 077; "
     'mkdir -p "${d%/*}" && mkdir "$d" || exit 125; '
-    f'printf \'%s\' "$script" >"$d/job.sbatch"; printf \'%s\\n\' "$meta" >"$d/{META_FILE}"; '
+    # meta first: its age is what prune's rule reads of a submit that never got an id (see above)
+    f'printf \'%s\\n\' "$meta" >"$d/{META_FILE}"; printf \'%s\' "$script" >"$d/job.sbatch"; '
     f'if [ "$with_env" = 1 ]; then cat >"$d/{ENV_FILE}"; '
     f'if [ "$(tail -n 1 "$d/{ENV_FILE}")" = "{ENV_END}" ]; then :; else '
     'echo "taoremote: the env file did not arrive whole" >&2; rm -rf "$d"; exit 125; fi; fi; '
@@ -52,7 +62,10 @@ LIST_SCRIPT = (
     f'for d in "$HOME/{JOBS_DIR}"/*; do [ -f "$d/{META_FILE}" ] || continue; '
     "printf '@@dir %s\\n' \"${d##*/}\"; "
     f'printf \'@@meta %s\\n\' "$(cat "$d/{META_FILE}")"; '
-    f'[ -f "$d/{SLURM_ID_FILE}" ] && printf \'@@slurm %s\\n\' "$(cat "$d/{SLURM_ID_FILE}")"; '
+    f'if [ -f "$d/{SLURM_ID_FILE}" ]; then printf \'@@slurm %s\\n\' "$(cat "$d/{SLURM_ID_FILE}")"; '
+    # no id (yet): the meta file's age, for prune's rule (no stat -c: no age, never pruned)
+    f'elif t=$(stat -c %Y "$d/{META_FILE}" 2>/dev/null); then '
+    "printf '@@age %s\\n' $(( ${now:=$(date +%s)} - t )); fi; "
     f'for x in "$d"/{EXIT_CODE_FILE} "$d"/{EXIT_CODE_FILE}.*; do '
     '[ -f "$x" ] && printf \'@@exit %s %s\\n\' "${x##*/}" "$(cat "$x")"; done; '
     f"[ -e \"$d/{ENV_FILE}\" ] && printf '@@env\\n'; "
@@ -141,6 +154,7 @@ class JobDir:
     slurm_id: str | None
     exit_codes: Mapping[str, int]  # file name (exit_code, exit_code.3) -> code
     has_env: bool
+    age_s: int | None = None  # without a Slurm id: seconds since its submit began (the meta file's age)
 
 
 @dataclass(frozen=True)
@@ -185,6 +199,9 @@ def parse_listing(stdout: str) -> Listing:
             current["meta"] = _json_object(line[7:])
         elif current is not None and line.startswith("@@slurm "):
             current["slurm_id"] = line[8:].strip() or None
+        elif current is not None and line.startswith("@@age "):
+            age = line[6:].strip()
+            current["age_s"] = int(age) if re.fullmatch(r"-?\d+", age) else None
         elif current is not None and line.startswith("@@exit "):
             name, _, code = line[7:].partition(" ")
             if re.fullmatch(r"-?\d+", code.strip()):
@@ -194,7 +211,25 @@ def parse_listing(stdout: str) -> Listing:
         elif line == "@@end":
             close()
             current = None
-    return Listing(tuple(parse_squeue("\n".join(queue_lines))), rc, tuple(dirs))
+    queue = tuple(parse_squeue("\n".join(queue_lines)))
+    return Listing(queue, rc, tuple(_with_ids_from_comments(dirs, queue)))
+
+
+def comment_job_id(comment: str) -> str | None:
+    """The taoremote job id in a job's comment (`taoremote job=<id> user=<user>`, slurm_script.py)."""
+    words = comment.split()
+    if words[:1] != [COMMENT_PREFIX]:
+        return None
+    return next((w[4:] for w in words[1:] if w.startswith("job=")), None)
+
+
+def _with_ids_from_comments(dirs: Sequence[JobDir], queue: Sequence[QueueRow]) -> list[JobDir]:
+    """A directory whose submit died after sbatch answered, before the id was written: Slurm still
+    knows the job by its comment, so it is listed, stopped and pruned as the job it is."""
+    named = {comment_job_id(r.comment): r.slurm_id.split("_", 1)[0] for r in queue}
+    return [
+        replace(d, slurm_id=named[d.job_id]) if d.slurm_id is None and d.job_id in named else d for d in dirs
+    ]
 
 
 def _json_object(text: str) -> dict[str, object]:
@@ -266,6 +301,14 @@ def live_slurm_ids(listing: Listing, slurm_id: str | None) -> bool:
         return True
     mine = (r for r in listing.queue if r.slurm_id == slurm_id or r.slurm_id.startswith(slurm_id + "_"))
     return any(r.live for r in mine)
+
+
+def abandoned_submits(listing: Listing, deadline_s: float = SUBMIT_DEADLINE_S) -> list[str]:
+    """Job directories that are provably no job and no submit in progress (the module docstring's rule):
+    no Slurm id recorded or named in squeue's comments, and begun longer ago than the deadline."""
+    return [
+        d.job_id for d in listing.dirs if d.slurm_id is None and d.age_s is not None and d.age_s > deadline_s
+    ]
 
 
 def stranded_env_dirs(listing: Listing) -> list[str]:
