@@ -106,6 +106,18 @@ def build_stop_sweep_argv(sweep: str, user: str) -> tuple[str, ...]:
     )
 
 
+def build_stop_trial_argv(container: str) -> tuple[str, ...]:
+    """Stop one trial's container (a pruned trial) and print the exit code its stop gave it (143: it ended
+    on docker's SIGTERM; 137: killed after docker's grace): the code `sweep status` shows for it."""
+    script = 'docker stop -- "$1" >/dev/null && docker inspect --format "{{.State.ExitCode}}" -- "$1"'
+    return ("sh", "-c", script, "sh", container)
+
+
+def parse_exit_code(stdout: str) -> int | None:
+    text = stdout.strip()
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
 def build_read_argv(path: str) -> tuple[str, ...]:
     """A file's text (the spec, read on every host: they must all hold the same)."""
     return ("sh", "-c", "p=$1; " + _HOME + ' cat -- "$p"', "sh", path)

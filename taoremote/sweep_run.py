@@ -148,7 +148,10 @@ class Driver:
         self.texts[index] = self.texts.get(index, "") + grown
         progress = parse_status(self.texts[index], framework=self.plan.framework, metric=self.plan.metric)
         value = progress.metric.value if progress.metric else None
-        self.lives[index] = sweep_view.Live(progress.epoch, progress.max_epoch, value)
+        live = sweep_view.Live(progress.epoch, progress.max_epoch, value)
+        if self.lives.get(index) != live:  # for `sweep status` in another process
+            self.store.record_progress(self.name, index, live.epoch, live.max_epoch, live.metric)
+        self.lives[index] = live
         self.histories[index] = dict(progress.history)
         best = progress.best(self.plan.direction)
         if best is not None:
@@ -204,13 +207,16 @@ class Driver:
             )
             if verdict is None:
                 continue
-            from taoremote.command import build_stop_argv
-
-            result = self.hosts[r.host].backend.executor.run(build_stop_argv([r.container or ""]), timeout=40)
+            argv = sweep_poll.build_stop_trial_argv(r.container or "")
+            try:
+                result = self.hosts[r.host].backend.executor.run(argv, timeout=40)
+            except TaoRemoteError:
+                continue  # the link: the next tick decides again
             if result.returncode == 0:
                 epoch, best, median = verdict
                 why = f"at epoch {epoch} its best {best:.6g} is worse than the median {median:.6g}"
-                self._finish(r.index, "pruned", None, why)
+                # its exit code is the stop's (143 on SIGTERM); the state `pruned` says why it ended
+                self._finish(r.index, "pruned", sweep_poll.parse_exit_code(result.stdout), why)
 
     def _may_ask(self, records: dict[int, TrialRecord]) -> bool:
         return self.tpe is not None and len(records) < self.plan.size

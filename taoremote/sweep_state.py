@@ -40,6 +40,7 @@ FINISHED = frozenset({"succeeded", "failed", "stopped", "pruned"})
 # The definition's keys, in the order differences are named; the flag a user changes, where not `--key`.
 DEFINITION_KEYS: tuple[str, ...] = ("params", "search", "trials", "seed", "metric", "direction")
 DEFINITION_KEYS += ("max_parallel", "gpus_per_trial", "prune", "prune_warmup", "hosts", "task")
+DEFINITION_KEYS += ("slurm", "sbatch")  # a Slurm sweep: the login node and the --sbatch args (else null)
 _FLAGS = {"params": "--param", "hosts": "--host", "task": "the task's arguments"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 _SCHEMA = f"""
@@ -49,6 +50,8 @@ CREATE TABLE IF NOT EXISTS trials (sweep TEXT NOT NULL REFERENCES sweeps(name), 
     params TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ({", ".join(f"'{s}'" for s in STATES)})),
     job_id TEXT NOT NULL, host TEXT, gpus TEXT, container TEXT, exit_code INTEGER, best_metric REAL,
     best_epoch INTEGER, started REAL, finished REAL, PRIMARY KEY (sweep, idx));
+CREATE TABLE IF NOT EXISTS progress (sweep TEXT NOT NULL, idx INTEGER NOT NULL, epoch INTEGER,
+    max_epoch INTEGER, metric REAL, PRIMARY KEY (sweep, idx));
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, sweep TEXT NOT NULL,
     time REAL NOT NULL, trial INTEGER, text TEXT NOT NULL);
 """
@@ -183,7 +186,8 @@ class SweepStore:
         stored = self.sweep(name)
         if stored is None:
             raise UsageError(f"no sweep named {name}: give its --param options and the task")
-        if canonical is not None and canonical != stored.definition:
+        # a key a sweep stored before it existed reads as null, as a given definition without it does
+        if canonical is not None and canonical != {k: stored.definition.get(k) for k in DEFINITION_KEYS}:
             raise UsageError(
                 f"sweep {name} exists with other arguments: "
                 + "; ".join(definition_differences(stored.definition, canonical))
@@ -232,6 +236,10 @@ class SweepStore:
             name, index, ("queued",), "launching", host=host, gpus=json.dumps(list(gpus)), container=container
         )
 
+    def record_submitted(self, name: str, index: int, host: str, container: str) -> None:
+        """A Slurm trial's job answered sbatch: where it is (`slurm:<id>`) and its Slurm id."""
+        self._move(name, index, ("launching",), "launching", host=host, container=container)
+
     def mark_running(self, name: str, index: int) -> None:
         """Launched, adopted or back: `started` keeps the time it was first set."""
         self._move(name, index, ("launching", "unknown", "running"), "running", started=time.time())
@@ -252,6 +260,23 @@ class SweepStore:
                 "UPDATE trials SET best_metric = ?, best_epoch = ? WHERE sweep = ? AND idx = ?",
                 (best, epoch, name, index),
             )
+
+    def record_progress(
+        self, name: str, index: int, epoch: int | None, max_epoch: int | None, metric: float | None
+    ) -> None:
+        """A trial's latest epoch (done/total) and metric, as the driver read them: `sweep status` shows
+        them while the trial runs (its own table: a state file from before it gains it on open)."""
+        with self._db as db:
+            db.execute(
+                "INSERT OR REPLACE INTO progress (sweep, idx, epoch, max_epoch, metric)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, index, epoch, max_epoch, metric),
+            )
+
+    def progress(self, name: str) -> dict[int, tuple[int | None, int | None, float | None]]:
+        """Trial -> (epoch, max_epoch, metric), for the trials the driver has read progress of."""
+        rows = self._db.execute("SELECT idx, epoch, max_epoch, metric FROM progress WHERE sweep = ?", (name,))
+        return {index: (epoch, max_epoch, metric) for index, epoch, max_epoch, metric in rows}
 
     def _move(self, name: str, index: int, sources: Sequence[str], state: str, **fields: object) -> None:
         columns = "".join(f", {c} = COALESCE({c}, ?)" if c == "started" else f", {c} = ?" for c in fields)

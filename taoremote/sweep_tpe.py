@@ -15,12 +15,18 @@ if TYPE_CHECKING:
     from taoremote.sweep_state import TrialRecord
 
 
+def require_optuna() -> Any:
+    """Optuna, or the usage error naming the extra (checked before a sweep stores or starts anything)."""
+    try:
+        import optuna
+    except ImportError:
+        raise UsageError(f"--search tpe needs Optuna: {TUNE_EXTRA}") from None
+    return optuna
+
+
 class TpeSearch:
     def __init__(self, plan: SweepPlan, records: Sequence[TrialRecord]) -> None:
-        try:
-            import optuna
-        except ImportError:
-            raise UsageError(f"--search tpe needs Optuna: {TUNE_EXTRA}") from None
+        optuna = require_optuna()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._optuna = optuna
         self.plan = plan

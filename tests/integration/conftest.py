@@ -405,8 +405,10 @@ class SshdFactory:
         )
         return cfg
 
-    def start(self, name: str, *, sftp: bool = True) -> SshHost:
-        """Start (or return the running) sshd for host `name`; sftp=False: no SFTP subsystem."""
+    def start(self, name: str, *, sftp: bool = True, port: int | None = None) -> SshHost:
+        """Start (or return the running) sshd for host `name`; sftp=False: no SFTP subsystem. PORT: the
+        port to listen on (a host stopped and started again on its old port, as a rebooted one comes back:
+        a client that resolved the port at start reaches it again)."""
         if name in self._hosts and self._procs[name].poll() is None:
             return self._hosts[name]
         hostdir = self.root / name
@@ -418,8 +420,9 @@ class SshdFactory:
         log_path = hostdir / "sshd.log"
 
         last_error = ""
+        wanted = port
         for _attempt in range(5):
-            port = _free_port()
+            port = wanted or _free_port()
             cfg = self._sshd_config(hostdir, port, bin_dir, sftp=sftp)
             log_start = log_path.stat().st_size if log_path.exists() else 0
             with open(log_path, "ab") as log:
