@@ -186,6 +186,23 @@ def build_wait_argv(name: str, *, remove: bool = False) -> tuple[str, ...]:
     return ("docker", "wait", name)
 
 
+# `sh -c FOLLOW_WAIT_RM sh NAME MARKER`: a foreground job over SSH followed to its end in ONE remote
+# command (a channel open and an exec fewer than `logs -f`, then `wait` and `rm`: ~1.5 RTT). The exit
+# code comes on stderr after MARKER, a nonce the task never saw, so its own output cannot forge it; the
+# container goes only once the client answers that line on stdin. A client that lost its link never
+# answers (EOF, or silence on a frozen link): the job then keeps its exit code and logs for the reattach.
+FOLLOW_WAIT_RM = (
+    'docker logs --follow "$1"\n'
+    'code=$(docker wait "$1") || exit\n'
+    'printf "%s%s\\n" "$2" "$code" >&2\n'
+    'read -r _ && docker rm --force "$1" >/dev/null'
+)
+
+
+def build_follow_wait_rm_argv(name: str, marker: str) -> tuple[str, ...]:
+    return ("sh", "-c", FOLLOW_WAIT_RM, "sh", name, marker)
+
+
 def build_pull_argv(image: str) -> tuple[str, ...]:
     return ("docker", "pull", image)
 

@@ -45,6 +45,13 @@ class Executor(Protocol):
         """
         ...
 
+    def stream_answered(self, argv: Sequence[str], *, marker: str) -> int | None:
+        """stream() for a command that ends by printing MARKER and a number on stderr, then waits for a
+        line on its stdin before it finishes (command.FOLLOW_WAIT_RM): that line is kept from our stderr
+        and answered; the number, or None when the command ended without it. Only executors that
+        follow detached jobs (follow_detached) are asked."""
+        ...
+
     def run_visible(self, argv: Sequence[str]) -> Completed:
         """Run with stdout shown live (progress) and stderr captured (to turn into one clear error)."""
         ...

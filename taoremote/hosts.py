@@ -92,6 +92,10 @@ class LocalExecutor:
                 proc.wait()
             raise
 
+    def stream_answered(self, argv: Sequence[str], *, marker: str) -> int | None:
+        # a foreground job here is started attached (follow_detached is False): nothing follows one
+        raise NotImplementedError("local jobs are not followed detached")
+
     def run_visible(self, argv: Sequence[str]) -> Completed:
         try:
             proc = subprocess.Popen(

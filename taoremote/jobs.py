@@ -20,6 +20,7 @@ from taoremote.command import (
     STOP_TIMEOUT_S,
     RunSpec,
     build_create_argv,
+    build_follow_wait_rm_argv,
     build_inspect_state_argv,
     build_list_argv,
     build_logs_argv,
@@ -194,9 +195,16 @@ def follow_job(ex: Executor, name: str, *, remove_after: bool) -> int:
 
     An interruption only ends the following: launch_job, which started the job, stops it; after a
     reattach (`logs -f`) the job goes on."""
-    followed = ex.stream(build_logs_argv(name, follow=True))
-    if followed < 0:  # `docker logs -f` killed by a signal (SIGPIPE: our output closed): don't wait on
-        raise OutputClosed()
+    if remove_after:  # one remote command follows, waits and removes (command.FOLLOW_WAIT_RM)
+        marker = f"@@taoremote-exit-{os.urandom(16).hex()}@@"
+        code = ex.stream_answered(build_follow_wait_rm_argv(name, marker), marker=marker)
+        if code is not None:
+            return code
+        # `docker wait` failed (its words are above): ask once more, for docker's error as a value
+    else:
+        followed = ex.stream(build_logs_argv(name, follow=True))
+        if followed < 0:  # `docker logs -f` killed by a signal (SIGPIPE: our output closed): don't wait on
+            raise OutputClosed()
     return _waited(ex.run(build_wait_argv(name, remove=remove_after), timeout=DOCKER_TIMEOUT_S))
 
 

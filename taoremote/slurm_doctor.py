@@ -53,6 +53,9 @@ class NodeExecutor:
     def stream(self, argv: Sequence[str], *, tty: bool = False) -> int:
         raise NotImplementedError
 
+    def stream_answered(self, argv: Sequence[str], *, marker: str) -> int | None:
+        raise NotImplementedError
+
     def run_visible(self, argv: Sequence[str]) -> Completed:
         return self.run(argv)
 

@@ -14,6 +14,7 @@ import os
 import secrets
 import shlex
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from taoremote.errors import DockerError, DockerTimeout, HostError, LinkLostErro
 from taoremote.executor import Completed
 from taoremote.ssh_config import HostKeyPolicy, keepalive, openssh_config_text, parse_host_spec
 from taoremote.ssh_trust import describe_ssh_failure, secure
+from taoremote.trailer import MarkedAnswer
 
 if TYPE_CHECKING:
     from fabric import Connection
@@ -189,6 +191,19 @@ class SshExecutor:
             if exited == -1 and not transport.is_active():
                 raise self._lost()
             return exited
+        return self._streamed(transport, command)
+
+    def stream_answered(self, argv: Sequence[str], *, marker: str) -> int | None:
+        answer = MarkedAnswer(marker, sys.stderr)
+        try:
+            self._streamed(self._open(), shlex.join(argv), answer)
+        finally:
+            answer.finish()
+        return answer.code
+
+    def _streamed(
+        self, transport: paramiko.Transport, command: str, answer: MarkedAnswer | None = None
+    ) -> int:
         # invoke swallows Ctrl-C while it waits and then joins reader threads that never end while
         # `docker logs -f` runs, so the command runs in a worker thread and the interrupt stays ours.
         errors: list[BaseException] = []
@@ -196,7 +211,15 @@ class SshExecutor:
 
         def work() -> None:
             try:
-                exits.append(int(self._conn.run(command, hide=False, warn=True, in_stream=False).exited))
+                result = self._conn.run(
+                    command,
+                    hide=False,
+                    warn=True,
+                    in_stream=False,
+                    err_stream=answer or sys.stderr,
+                    watchers=[answer] if answer else [],
+                )
+                exits.append(int(result.exited))
             except BaseException as exc:
                 errors.append(exc)
 

@@ -69,7 +69,7 @@ ANY: object = _Any()  # an Expect field that is not checked
 class Expect:
     """One scripted call: which method with which argv, and what it answers (or raises)."""
 
-    method: str  # "run" | "stream" | "run_visible" | "hand_off_env"
+    method: str  # "run" | "stream" | "stream_answered" | "run_visible" | "hand_off_env"
     argv: ArgvPattern = ()
     returncode: int = 0
     stdout: str = ""
@@ -81,6 +81,7 @@ class Expect:
     values: Mapping[str, str] | None = None  # hand_off_env: the values it must get
     path: str | None = None  # hand_off_env: the env-file path it answers
     then: Callable[[], None] | None = None  # runs when the call is made, before it answers
+    answer: int | None = None  # stream_answered: the marked number it answers (None: no marked line)
 
     def matches(self, call: Call) -> bool:
         if call.method != self.method:
@@ -125,6 +126,17 @@ def stream(
     then: Callable[[], None] | None = None,
 ) -> Expect:
     return Expect("stream", argv, rc, raises=raises, block=block, tty=tty, then=then)
+
+
+def stream_answered(
+    argv: ArgvPattern,
+    *,
+    answer: int | None,
+    raises: BaseException | None = None,
+    block: threading.Event | None = None,
+    then: Callable[[], None] | None = None,
+) -> Expect:
+    return Expect("stream_answered", argv, raises=raises, block=block, then=then, answer=answer)
 
 
 def run_visible(
@@ -197,6 +209,14 @@ class FakeExecutor:
 
     def stream(self, argv: Sequence[str], *, tty: bool = False) -> int:
         return self._take(Call("stream", tuple(argv), tty=tty)).returncode
+
+    def stream_answered(self, argv: Sequence[str], *, marker: str) -> int | None:
+        """Scripted as stream_answered(Prefix(...), answer=CODE) (the marker is a fresh nonce):
+        CODE is the exit code the command marked; None: it ended without one."""
+        expect = self._take(Call("stream_answered", tuple(argv)))
+        if isinstance(expect.argv, Prefix) and tuple(argv)[len(expect.argv.head) :] != (marker,):
+            self._fail(f"{self.host}: stream_answered: {shlex.join(argv)} does not end with its marker")
+        return expect.answer
 
     def run_visible(self, argv: Sequence[str]) -> Completed:
         expect = self._take(Call("run_visible", tuple(argv)))

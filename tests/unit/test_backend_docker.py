@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from taoremote import fleet, hosts
+from taoremote import command, fleet, hosts
 from taoremote.backend import JobBackend, Launched
 from taoremote.command import (
     ENV_FILE_END,
@@ -37,7 +37,17 @@ from taoremote.errors import (
 from taoremote.interrupts import Reaction, reaction
 from taoremote.jobs import DockerBackend
 from taoremote.settings import Globals
-from tests.unit.fakes import Expect, FakeExecutor, hand_off, opener, run, run_visible, stream
+from tests.unit.fakes import (
+    Expect,
+    FakeExecutor,
+    Prefix,
+    hand_off,
+    opener,
+    run,
+    run_visible,
+    stream,
+    stream_answered,
+)
 
 SPEC = RunSpec(image="img", command=("t",), job_id="0a1b2c3d", task="t", gpus="none")
 NAME = "taoremote-t-0a1b2c3d"
@@ -50,6 +60,9 @@ START = ("docker", "start", NAME)
 INSPECT = ("docker", "container", "inspect", "--format", "{{json .State}}", NAME)
 LOGS_FOLLOW = ("docker", "logs", "--follow", NAME)
 WAIT_THEN_RM = ("sh", "-c", 'docker wait "$1" && docker rm --force "$1" >/dev/null', "sh", NAME)
+# over SSH a foreground job is followed, waited for and removed by one command; its last argument is
+# the marker (a fresh nonce) its exit code comes after
+FOLLOW_WAIT_RM = Prefix(("sh", "-c", command.FOLLOW_WAIT_RM, "sh", NAME))
 STOP = ("docker", "stop", "--time", "10", NAME)
 RM_FORCE = ("docker", "rm", "--force", NAME)
 RM = ("docker", "rm", NAME)
@@ -102,12 +115,38 @@ def test_a_start_failure_is_dockers_not_the_tasks_and_leaves_nothing() -> None:
 
 
 def test_a_remote_foreground_job_starts_detached_and_is_followed_then_removed_with_its_exit_code() -> None:
-    with _remote(
-        run(RUN_DETACHED, stdout="id\n"),
-        stream(LOGS_FOLLOW, rc=0),
-        run(WAIT_THEN_RM, stdout="3\n"),
-    ) as ex:
+    with _remote(run(RUN_DETACHED, stdout="id\n"), stream_answered(FOLLOW_WAIT_RM, answer=3)) as ex:
         assert DockerBackend(ex).launch(SPEC, {}) == Launched("0a1b2c3d", 3)
+
+
+def test_each_remote_follow_has_its_own_marker() -> None:
+    with _remote(
+        run(RUN_DETACHED),
+        stream_answered(FOLLOW_WAIT_RM, answer=0),
+        run(RUN_DETACHED),
+        stream_answered(FOLLOW_WAIT_RM, answer=0),
+    ) as ex:
+        DockerBackend(ex).launch(SPEC, {})
+        DockerBackend(ex).launch(SPEC, {})
+    markers = [c.argv[-1] for c in ex.calls if c.method == "stream_answered"]
+    assert len(set(markers)) == 2 and all(len(m) > 32 for m in markers)
+
+
+def test_without_a_marked_exit_code_docker_wait_is_asked_once_more_for_dockers_error() -> None:
+    with (
+        _remote(
+            run(RUN_DETACHED),
+            stream_answered(FOLLOW_WAIT_RM, answer=None),
+            run(
+                WAIT_THEN_RM,
+                rc=1,
+                stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock.",
+            ),
+        ) as ex,
+        pytest.raises(DockerError) as info,
+    ):
+        DockerBackend(ex).launch(SPEC, {})
+    assert info.value.exit_code == 69
 
 
 @pytest.mark.parametrize("make", [_local, _remote], ids=["local", "remote"])
@@ -197,17 +236,28 @@ PHASES = {
     "local:while-following": Phase(
         False, lambda s: (run(CREATE), stream(START_ATTACHED, raises=s)), True, "running"
     ),
-    # over SSH: `docker run -d`, then `docker logs -f`, then `docker wait`
+    # over SSH: `docker run -d`, then one command that follows, waits and removes (FOLLOW_WAIT_RM);
+    # `docker wait` again only when that one gave no exit code
     "remote:before-create": Phase(True, lambda s: (hand_off(raises=s),), False, None, env=True),
     "remote:during-create": Phase(True, lambda s: (run(RUN_DETACHED, raises=s),), False, None),
     "remote:between-create-and-start": Phase(
         True, lambda s: (run(RUN_DETACHED, raises=s),), False, "created"
     ),
     "remote:while-following": Phase(
-        True, lambda s: (run(RUN_DETACHED), stream(LOGS_FOLLOW, raises=s)), True, "running"
+        True,
+        lambda s: (run(RUN_DETACHED), stream_answered(FOLLOW_WAIT_RM, answer=None, raises=s)),
+        True,
+        "running",
     ),
-    "remote:while-waiting": Phase(
-        True, lambda s: (run(RUN_DETACHED), stream(LOGS_FOLLOW), run(WAIT_THEN_RM, raises=s)), True, "running"
+    "remote:while-waiting-again": Phase(
+        True,
+        lambda s: (
+            run(RUN_DETACHED),
+            stream_answered(FOLLOW_WAIT_RM, answer=None),
+            run(WAIT_THEN_RM, raises=s),
+        ),
+        True,
+        "running",
     ),
 }
 
@@ -315,8 +365,13 @@ def test_a_hang_up_stops_an_interactive_shell_nobody_can_type_into() -> None:
     ex.verify()
 
 
-def test_a_followed_output_killed_by_sigpipe_stops_the_job() -> None:
-    ex = _remote(run(RUN_DETACHED), stream(LOGS_FOLLOW, rc=-13), run(STOP), run(RM_FORCE))
+def test_a_followed_output_closed_over_ssh_stops_the_job() -> None:
+    ex = _remote(
+        run(RUN_DETACHED),
+        stream_answered(FOLLOW_WAIT_RM, answer=None, raises=OutputClosed()),
+        run(STOP),
+        run(RM_FORCE),
+    )
     with pytest.raises(OutputClosed) as info:
         DockerBackend(ex).launch(SPEC, {})
     ex.verify()

@@ -35,6 +35,7 @@ PURE_MODULES = (
     "containers.py",
     "interrupts.py",
     "backend.py",
+    "trailer.py",
     "sweep.py",
     "sweep_poll.py",
     "sweep_view.py",
