@@ -5,7 +5,9 @@ Floors (issue 8, "Speed"): a typer CLI that runs docker costs at least `python -
 followed by the same docker command; --help and a local --dry-run cost at least the typer import;
 a remote launch costs at least `ssh host docker run --rm`, a remote list one `ssh host docker ps`.
 Sections: local.py (launch, list, stop --all), startup.py (--help, --dry-run), remote.py (hosts 50 ms
-away, remote launch), fleet.py (list over 1, 8, 32 hosts); harness.py times and tabulates;
+away, remote launch), fleet.py (list over 1, 8, 32 hosts), slurm.py (submit, list of 50 jobs, submit to
+container start on the one-node test cluster), sweep.py (a grid of 8 trials on 4 GPUs, scheduling
+latency); harness.py times and tabulates;
 breakdown.py shows where the time goes. Results also go to .bench/results.json.
 
 Every taoremote run here launches as its own user name ($LOGNAME/$USER = taoremote-bench-<id>), so its
@@ -13,8 +15,8 @@ jobs carry taoremote.user=<that> and the cleanup removes those containers only: 
 and people's jobs on the same dockerd are left alone. Every process started here is killed at the end,
 on error and on Ctrl-C/SIGTERM too.
 
-Options: --runs N (or BENCH_RUNS), --quick, --only local,startup,list,stop,remote,fleet, --hosts 1,8,32,
---delay-ms 25 (one way: 50 ms RTT).
+Options: --runs N (or BENCH_RUNS), --quick, --only local,startup,list,stop,remote,fleet,slurm,sweep,
+--hosts 1,8,32, --delay-ms 25 (one way: 50 ms RTT).
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: benchmarks.*, tests.*
 
-from benchmarks import fleet, local, remote, startup
+from benchmarks import fleet, local, remote, slurm, startup, sweep
 from benchmarks.harness import REPO, Bench, Cleanup, docker, log, print_rows, write_results
 from tests.integration.taorun import DEFAULT_SMI, base_env, write_fake_nvidia_smi
 
-SECTIONS = ("local", "startup", "list", "stop", "remote", "fleet")
+SECTIONS = ("local", "startup", "list", "stop", "remote", "fleet", "slurm", "sweep")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -110,6 +112,10 @@ def run_sections(b: Bench, args: argparse.Namespace) -> None:
             fleet.run(b, sim, sizes, ps_argv)
     if jobs is not None and "stop" in wanted:
         local.stop_all(b, jobs)
+    if "slurm" in wanted:
+        slurm.run(b)
+    if "sweep" in wanted:
+        sweep.run(b)
 
 
 def _interrupt(signum: int, _frame: object) -> None:

@@ -30,9 +30,10 @@ def _listing(age: int | None, *, slurm_id: str | None = None, comment: str = "")
     out = "@@squeue\n"
     if comment:
         out += f"7|RUNNING|None|{comment}\n"
-    out += '@@squeue-rc 0\n@@dir ab12cd34\n@@meta {"user": "me"}\n'
-    out += f"@@slurm {slurm_id}\n" if slurm_id else ""
-    out += f"@@age {age}\n" if age is not None else ""
+    out += "@@squeue-rc 0\n@@dir ab12cd34\n"
+    out += f"@@age ab12cd34 {age}\n" if age is not None else ""
+    out += '@@files\nab12cd34/meta:{"user": "me"}\n'
+    out += f"ab12cd34/slurm_id:{slurm_id}\n" if slurm_id else ""
     return q.parse_listing(out + "@@end\n")
 
 

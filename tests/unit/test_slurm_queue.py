@@ -24,7 +24,7 @@ SQUEUE = (
 
 def _dir(
     job: str, user: str, slurm: str | None, *, exits: str = "", env: bool = False, tasks: int = 0
-) -> str:
+) -> tuple[str, str]:
     meta = q.meta_text(
         job_id=job,
         task="demo",
@@ -36,21 +36,26 @@ def _dir(
         tasks=tasks,
         runtime="docker",
     )
-    lines = [f"@@dir {job}", f"@@meta {meta}"]
-    lines += [f"@@slurm {slurm}"] if slurm else []
-    lines += [f"@@exit {e}" for e in exits.split(",") if e]
-    lines += ["@@env"] if env else []
-    return "\n".join(lines) + "\n"
+    """Its marker lines, and its files as the LIST_SCRIPT's one grep prints them (after `@@files`)."""
+    lines = [f"@@dir {job}"] + ([f"@@env {job}"] if env else [])
+    files = [f"{job}/meta:{meta}"] + ([f"{job}/slurm_id:{slurm}"] if slurm else [])
+    files += [f"{job}/{e.replace(' ', ':', 1)}" for e in exits.split(",") if e]
+    return "".join(f"{line}\n" for line in lines), "".join(f"{line}\n" for line in files)
 
 
+_DIRS = [
+    _dir("aaaa1111", "ann", "40", env=True),
+    _dir("bbbb2222", "ann", "41", env=True),
+    _dir("cccc3333", "ann", "42", env=True),
+    _dir("dddd4444", "bob", "43", exits="exit_code.0 0", env=True, tasks=3),
+    _dir("eeee5555", "ann", "39", exits="exit_code 3"),
+    _dir("ffff6666", "ann", None, env=True),
+]
 LISTING = (
     f"@@squeue\n{SQUEUE}@@squeue-rc 0\n"
-    + _dir("aaaa1111", "ann", "40", env=True)
-    + _dir("bbbb2222", "ann", "41", env=True)
-    + _dir("cccc3333", "ann", "42", env=True)
-    + _dir("dddd4444", "bob", "43", exits="exit_code.0 0", env=True, tasks=3)
-    + _dir("eeee5555", "ann", "39", exits="exit_code 3")
-    + _dir("ffff6666", "ann", None, env=True)
+    + "".join(markers for markers, _ in _DIRS)
+    + "@@files\n"
+    + "".join(files for _, files in _DIRS)
     + "@@end\n"
 )
 
