@@ -43,6 +43,7 @@ FINAL_STATES = "BOOT_FAIL|CANCELLED|COMPLETED|DEADLINE|FAILED|NODE_FAIL|OUT_OF_M
 STOP_TIMEOUT_S = 10  # within Slurm's default KillWait (30 s) between SIGTERM and SIGKILL
 
 _TASK = "\0task\0"  # stands for the array task id inside an argv element: no real argument holds a NUL
+ARRAY_TASK = _TASK  # for callers: in a job array's spec (a label, say), replaced by "$task" in the script
 _GPUS_SENTINEL = "device=SLURMALLOCATED"  # where build_run_argv puts --gpus; replaced by Slurm's own GPUs
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]*$")  # no space (#SBATCH lines split), no % (a Slurm pattern)
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9._@+-]+$")

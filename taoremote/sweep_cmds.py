@@ -39,6 +39,7 @@ def resume_command(g: Globals, name: str) -> str:
     parts = ["taoremote"]
     parts += ["--ssh-config", g.ssh_config] if g.ssh_config else []
     parts += ["--mounts", g.mounts] if g.mounts else []
+    parts += ["--slurm", g.slurm] if g.slurm else []
     return shlex.join([*parts, "sweep", "run", name])
 
 
@@ -52,6 +53,10 @@ def run_cmd(
 
     check_name(name)
     definition = sweep.make_definition(options, list(g.hosts)) if options is not None else None
+    if definition is not None:
+        from taoremote.sweep_slurm import definition_with_slurm
+
+        definition = definition_with_slurm(definition, g)
     if dry_run:
         return _dry_run(g, name, definition)
     store = _store(create=True)
@@ -73,6 +78,26 @@ def _run_locked(
 
     existing = store.sweep(name)
     definition = store.define(name, given).definition if existing is not None or given is None else given
+    if definition["search"] == "tpe":  # its absence refused before the sweep is stored or a host asked
+        from taoremote.sweep_tpe import require_optuna
+
+        require_optuna()
+    from taoremote.sweep_slurm import run_locked, slurm_globals
+
+    g = slurm_globals(g, definition)
+    if g.slurm:  # Slurm queues the trials: the driver submits and follows
+        resume = resume_command(g, name)
+
+        def report(setup: Setup, hosts: Mapping[str, HostContext]) -> None:
+            records = store.trials(name)
+            plan = setup.plan
+            _out(sweep_view.render(sweep_view.ranking_rows(records, plan.direction, plan.metric), "table"))
+            _out(sweep_view.best_text(_best(g, setup, records, hosts), plan.metric))
+
+        new = existing is None
+        return run_locked(
+            g, store, name, definition, new=new, terminal=terminal, resume=resume, report=report
+        )
     setup = make_setup(g, definition)
     hosts, setup = open_hosts(g, setup, hosts_of(definition))
     try:
@@ -116,6 +141,11 @@ def _dry_run(g: Globals, name: str, definition: Mapping[str, Any] | None) -> int
         if stored is None:
             raise UsageError(f"no sweep named {name}: give its --param options and the task")
         definition = stored.definition
+    from taoremote.sweep_slurm import dry_run, slurm_globals
+
+    g = slurm_globals(g, definition)
+    if g.slurm:
+        return dry_run(g, name, definition, _out)
     setup = make_setup(g, definition)
     hosts, setup = open_hosts(g, setup, hosts_of(definition))
     try:
@@ -174,7 +204,10 @@ def _best(
             ).stdout.strip()
             if found.startswith("./"):  # relative to the trial dir: the same below it in the container
                 checkpoint = f"{trial_dir}/{found[2:]}"
-    prefix = ["taoremote", *(["--host", best.host] if best.host and best.host != "local" else [])]
+    if g.slurm:  # the follow-up runs where the trial ran: on the cluster
+        prefix = ["taoremote", "--slurm", g.slurm]
+    else:
+        prefix = ["taoremote", *(["--host", best.host] if best.host and best.host != "local" else [])]
     evaluate = (*prefix, *sweep.follow_up_command(plan, work, "evaluate", checkpoint))
     export = (*prefix, *sweep.follow_up_command(plan, work, "export", checkpoint))
     return sweep_view.Best(best, trial_dir, host_dir, checkpoint, evaluate, export)
@@ -191,10 +224,17 @@ def best_cmd(g: Globals, name: str, fmt: Format) -> int:
         records = store.trials(name)
     finally:
         store.close()
+    from taoremote.sweep_slurm import slurm_globals
+
+    g = slurm_globals(g, info.definition)
     setup = make_setup(g, info.definition)
     hosts: dict[str, HostContext] = {}
     ranked = [r for r in sweep_view.ranking(records, setup.plan.direction) if r.best_metric is not None]
-    if ranked and ranked[0].host in hosts_of(info.definition):
+    if ranked and g.slurm:  # its checkpoint is looked for on the login node (a shared filesystem)
+        with contextlib.suppress(TaoRemoteError):
+            ctx, _ = open_host(g, setup, g.slurm)
+            hosts[ranked[0].host or ""] = ctx
+    elif ranked and ranked[0].host in hosts_of(info.definition):
         with contextlib.suppress(TaoRemoteError):
             ctx, _ = open_host(g, setup, ranked[0].host or "local")
             hosts[ctx.name] = ctx
@@ -221,7 +261,8 @@ def status_cmd(name: str, fmt: Format) -> int:
         info = store.sweep(name)
         if info is None:
             raise UsageError(f"no sweep named {name}")
-        _out(sweep_view.table(store.trials(name), {}, fmt))
+        lives = {i: sweep_view.Live(*p) for i, p in store.progress(name).items()}  # as the driver read it
+        _out(sweep_view.table(store.trials(name), lives, fmt))
     finally:
         store.close()
     return 0
@@ -256,6 +297,10 @@ def stop_cmd(g: Globals, name: str) -> int:
         info = store.sweep(name)
         if info is None:
             raise UsageError(f"no sweep named {name}")
+        from taoremote.sweep_slurm import slurm_globals, stop
+
+        if info.definition.get("slurm"):  # scancel its jobs, on the cluster it was run on
+            return stop(slurm_globals(g, info.definition), store, name)
         store.request_stop(name)
         failed = 0
         for host in hosts_of(info.definition):

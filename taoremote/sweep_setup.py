@@ -76,9 +76,11 @@ def make_setup(g: Globals, definition: Mapping[str, Any]) -> Setup:
     request = parse_task_argv(definition["task"], task_map)
     opts = LaunchOptions(
         image=g.image,
-        gpus="all",  # the probe checks the driver for every GPU; each trial gets its own `device=`
+        # the probe checks the driver for every GPU; each trial gets its own `device=`. On Slurm the probe
+        # runs on the login node (mount sources; no GPU there) and each task asks Slurm for its GPUs
+        gpus=str(definition.get("gpus_per_trial") or 1) if g.slurm else "all",
         detach=True,
-        preflight=g.preflight,
+        preflight=g.preflight and not g.slurm,
         override_registry=os.environ.get("OVERRIDE_REGISTRY") or None,
     )
     prepared = prepare(request, actions.load_mounts(g), task_map, opts)
@@ -200,17 +202,21 @@ def stop_trials(hosts: Sequence[HostContext], name: str) -> None:
 
 
 def launch_trial(ctx: HostContext, work: sweep.TrialWork, spec: RunSpec) -> None:
-    """Write the trial's spec copy on its host, then start its container (detached); one launch at a time
-    per host, so that a missing image is pulled once."""
+    """Write the trial's spec copy on its host, then start its container (detached). Trials freed at once
+    start side by side; only while the image is missing is one launch at a time (it is pulled once, and
+    the others wait for it)."""
+    if work.spec_copy is not None:
+        path, text = work.spec_copy
+        argv = sweep_poll.build_write_file_argv(ctx.host_path(path))
+        wrote = ctx.backend.executor.run(argv, timeout=30, stdin=text)
+        if wrote.returncode != 0:
+            raise DockerError(f"cannot write {path}: {wrote.stderr.strip()[:200]}", host=ctx.name)
     with ctx.lock:
-        if work.spec_copy is not None:
-            path, text = work.spec_copy
-            argv = sweep_poll.build_write_file_argv(ctx.host_path(path))
-            wrote = ctx.backend.executor.run(argv, timeout=30, stdin=text)
-            if wrote.returncode != 0:
-                raise DockerError(f"cannot write {path}: {wrote.stderr.strip()[:200]}", host=ctx.name)
-        pull, ctx.pull = ctx.pull, False
-        ctx.backend.launch(spec, ctx.env_values, pull=pull)
+        if ctx.pull:
+            ctx.backend.launch(spec, ctx.env_values, pull=True)
+            ctx.pull = False
+            return
+    ctx.backend.launch(spec, ctx.env_values, pull=False)
 
 
 def status_host_path(ctx: HostContext, plan: sweep.SweepPlan, index: int) -> str:

@@ -38,6 +38,7 @@ PURE_MODULES = (
     "trailer.py",
     "sweep.py",
     "sweep_poll.py",
+    "sweep_slurm_poll.py",
     "sweep_view.py",
 )
 # A seeded generator is a pure function of its seed: trials.py may import `random.Random`, nothing else of it

@@ -51,6 +51,8 @@ DEFINITION: dict[str, Any] = {
     "prune_warmup": None,
     "hosts": ["gpu1", "gpu2"],
     "task": TASK,
+    "slurm": None,
+    "sbatch": None,
 }
 TRIALS = [
     Trial(0, (("training_config.learning_rate", "0.1"), ("training_config.batch_size_per_gpu", "8"))),
