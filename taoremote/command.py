@@ -174,6 +174,26 @@ def build_rm_argv(names: Sequence[str], *, force: bool) -> tuple[str, ...]:
     return ("docker", "rm", *(["--force"] if force else []), *names)
 
 
+# `sh -c REMOVE_ONCE_CREATED sh PREFIX REST SECONDS`: after an interruption during a remote `docker run -d`
+# that had not answered, that command goes on without us (it ignores SIGHUP) and would start the job
+# unsupervised. This removes the container PREFIX+REST as soon as it exists, in the background, and gives
+# up once no process on the host names it any more (its launch failed) or after SECONDS. The name comes
+# in two arguments so that this script's own command line never holds it whole. What `rm --force`
+# removed is what it prints: for a container that does not exist it exits 0 too (docker >= 23).
+REMOVE_ONCE_CREATED = (
+    '( trap "" HUP; n=$1$2; i=0; while :; do gone=; '
+    '[ -d /proc/self ] && ! grep -qsF -- "$n" /proc/[0-9]*/cmdline && gone=1; '
+    '[ -n "$(docker rm --force "$n" 2>/dev/null)" ] && exit 0; [ -n "$gone" ] && exit 0; '
+    'i=$((i + 1)); [ "$i" -ge "$3" ] && exit 0; sleep 1; done ) </dev/null >/dev/null 2>&1 &'
+)
+REMOVE_ONCE_CREATED_S = 600
+
+
+def build_remove_once_created_argv(name: str, *, seconds: int = REMOVE_ONCE_CREATED_S) -> tuple[str, ...]:
+    prefix, rest = name[:1], name[1:]
+    return ("sh", "-c", REMOVE_ONCE_CREATED, "sh", prefix, rest, str(seconds))
+
+
 def build_logs_argv(name: str, *, follow: bool) -> tuple[str, ...]:
     return ("docker", "logs", *(["--follow"] if follow else []), name)
 

@@ -55,14 +55,18 @@ class LocalExecutor:
             raise DockerTimeout(f"`{_what(argv)}` did not answer within {timeout:.0f} s") from None
         except HungUp:
             # nobody is waiting for an answer any more, but the job should still come into being
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.communicate(timeout=timeout or INTERRUPTED_CALL_GRACE_S)
-            _kill_group(proc)
+            try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.communicate(timeout=timeout or INTERRUPTED_CALL_GRACE_S)
+            finally:  # a second signal during the grace: the call must not finish behind our back
+                _kill_group(proc)
             raise
         except BaseException:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.communicate(timeout=INTERRUPTED_CALL_GRACE_S)
-            _kill_group(proc)
+            try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.communicate(timeout=INTERRUPTED_CALL_GRACE_S)
+            finally:  # a second Ctrl-C during the grace: a create left running would leave a container
+                _kill_group(proc)
             raise
         return Completed(self.host, tuple(argv), proc.returncode, out, err)
 

@@ -26,6 +26,7 @@ from taoremote.command import (
     build_logs_argv,
     build_ps_argv,
     build_pull_argv,
+    build_remove_once_created_argv,
     build_rm_argv,
     build_run_argv,
     build_start_argv,
@@ -226,9 +227,11 @@ def stop_quietly(ex: Executor, names: Sequence[str], *, remove: bool = False) ->
 
 def remove_unstarted_quietly(ex: Executor, name: str) -> None:
     """A container we created and never started ran nothing: remove it without stopping, quickly, so
-    that an interruption during a create is answered in seconds even by a daemon that hangs."""
+    that an interruption during a create is answered in seconds even by a daemon that hangs. A remote
+    `docker run -d` we stopped waiting for goes on without us: it is removed once it exists."""
+    argv = build_remove_once_created_argv(name) if ex.follow_detached else build_rm_argv([name], force=True)
     with contextlib.suppress(Exception):
-        ex.run(build_rm_argv([name], force=True), timeout=INTERRUPT_CLEANUP_TIMEOUT_S)
+        ex.run(argv, timeout=INTERRUPT_CLEANUP_TIMEOUT_S)
 
 
 def pull_image(ex: Executor, image: str) -> None:

@@ -65,6 +65,8 @@ WAIT_THEN_RM = ("sh", "-c", 'docker wait "$1" && docker rm --force "$1" >/dev/nu
 FOLLOW_WAIT_RM = Prefix(("sh", "-c", command.FOLLOW_WAIT_RM, "sh", NAME))
 STOP = ("docker", "stop", "--time", "10", NAME)
 RM_FORCE = ("docker", "rm", "--force", NAME)
+# over SSH a `docker run -d` we stopped waiting for goes on: it is removed once it exists, in the background
+REMOVE_ONCE_CREATED = command.build_remove_once_created_argv(NAME)
 RM = ("docker", "rm", NAME)
 PS_ALL = build_ps_argv(include_stopped=True)
 
@@ -267,7 +269,9 @@ def _reaction_calls(signal_name: str, phase: Phase) -> tuple[Expect, ...]:
         return ()
     stop_and_remove = (run(STOP), run(RM_FORCE))
     if signal_name in ("ctrl-c", "sigterm"):
-        return stop_and_remove if phase.started else (run(RM_FORCE),)
+        if phase.started:
+            return stop_and_remove
+        return (run(REMOVE_ONCE_CREATED if phase.remote else RM_FORCE),)
     if signal_name == "output-closed":
         return stop_and_remove
     if signal_name == "sighup":
