@@ -309,6 +309,10 @@ def main() -> None:
         with contextlib.suppress(OSError):
             print(f"taoremote: {exc.problem}", file=sys.stderr)
         raise SystemExit(128 + exc.signum) from None
+    except Exception:
+        # a bug: its traceback, masked here - typer put its own sys.excepthook over ours when app() ran
+        _masked_traceback(*sys.exc_info())
+        raise SystemExit(1) from None
 
 
 def _caused_by_ctrl_c(exc: BaseException) -> bool:
