@@ -62,14 +62,15 @@ SUBMIT_SCRIPT = (
 LIST_SCRIPT = (
     "printf '@@squeue\\n'; "
     f"squeue -h -r -t all --me -o '{SQUEUE_FORMAT}'; printf '@@squeue-rc %s\\n' $?; "
-    f'if cd "$HOME/{JOBS_DIR}" 2>/dev/null; then '
+    # back to the login directory after: a caller may append commands with relative paths (sweep polls)
+    f'o=$PWD; if cd "$HOME/{JOBS_DIR}" 2>/dev/null; then '
     f'for m in */{META_FILE}; do [ -f "$m" ] || continue; d=${{m%/*}}; printf \'@@dir %s\\n\' "$d"; '
     # no id (yet): the meta file's age, for prune's rule (no stat -c: no age, never pruned)
     f'if [ -f "$d/{SLURM_ID_FILE}" ]; then :; elif t=$(stat -c %Y "$m" 2>/dev/null); then '
     "printf '@@age %s %s\\n' \"$d\" $(( ${now:=$(date +%s)} - t )); fi; "
     f"[ -e \"$d/{ENV_FILE}\" ] && printf '@@env %s\\n' \"$d\"; done; printf '@@files\\n'; "
     f"grep -H '' -- */{META_FILE} */{SLURM_ID_FILE} */{EXIT_CODE_FILE} */{EXIT_CODE_FILE}.* 2>/dev/null; "
-    "fi; printf '@@end\\n'"
+    "cd \"$o\"; fi; printf '@@end\\n'"
 )
 
 # `sh -c FOLLOW_SCRIPT sh SLURM_ID OUTPUT EXIT_FILE`: one line per change of the queue state while the
