@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import SshHost
 from tests.integration.taorun import (
     base_env,
     session_job_ids,
@@ -222,3 +223,36 @@ def test_a_hang_up_leaves_the_array_to_slurm_and_a_rerun_adopts_it(tmp_path: Pat
     assert "submitted as Slurm job array" not in resumed.stderr
     assert [r["state"] for r in rows] == ["succeeded"] * 2
     assert sorted(p.name for p in (ws / "out").iterdir()) == ["trial-0", "trial-1"]
+
+
+def test_through_the_test_sshd_a_failing_trial_still_makes_the_sweep_exit_1(
+    tmp_path: Path, sshd_host: SshHost
+) -> None:
+    env, ws = _env(tmp_path, epochs=1)
+    name = _name()
+    login = ["--ssh-config", str(sshd_host.ssh_config_path), "--slurm", sshd_host.name]
+
+    result = taoremote(
+        [*login, "sweep", "run", name, "--param", "rig_exit_code=0,3", *TASK], env, timeout=300
+    )
+
+    assert result.returncode == 1, result.stderr
+    rows = _status(name, env)
+    assert [(r["state"], r["exit_code"]) for r in rows] == [("succeeded", 0), ("failed", 3)]
+    assert sorted(p.name for p in (ws / "out").iterdir()) == ["trial-0", "trial-1"]
+
+
+def test_tpe_submits_one_slurm_job_per_suggestion(tmp_path: Path) -> None:
+    env, _ = _env(tmp_path, epochs=1)
+    name = _name()
+    argv = ["--slurm", "local", "sweep", "run", name, "--search", "tpe", "--trials", "3"]
+    argv += ["--param", f"{BS}=int(8,32)", "--max-parallel", "1", *TASK]
+
+    result = taoremote(argv, env, timeout=300)
+
+    assert result.returncode == 0, result.stderr
+    rows = _status(name, env)
+    ids = _slurm_ids(rows)
+    assert len(set(ids)) == 3 and not any("_" in i for i in ids), ids  # three jobs, no array
+    assert [r["state"] for r in rows] == ["succeeded"] * 3
+    assert result.stderr.count("submitted as Slurm job") == 3
