@@ -212,8 +212,8 @@ def build_wait_argv(name: str, *, remove: bool = False) -> tuple[str, ...]:
 # container goes only once the client answers that line on stdin. A client that lost its link never
 # answers (EOF, or silence on a frozen link): the job then keeps its exit code and logs for the reattach.
 FOLLOW_WAIT_RM = (
-    'docker logs --follow "$1"\n'
-    'code=$(docker wait "$1") || exit\n'
+    "exec 3>&1\n"  # `docker wait` starts beside `docker logs`, not after it: one docker client start less
+    'code=$(docker logs --follow "$1" >&3 & w=$(docker wait "$1") || exit; wait $!; echo "$w") || exit\n'
     'printf "%s%s\\n" "$2" "$code" >&2\n'
     'read -r _ && docker rm --force "$1" >/dev/null'
 )
