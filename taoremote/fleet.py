@@ -85,7 +85,8 @@ def open_backend(g: Globals, host: str | None) -> JobBackend:
     from taoremote import hosts
 
     if g.slurm:  # the one target is the cluster, reached through its login node
-        from taoremote.slurm import SlurmBackend, SlurmOptions
+        from taoremote.slurm import SlurmBackend
+        from taoremote.slurm_login import SlurmOptions
 
         runtime = g.container_runtime if g.container_runtime in ("pyxis", "docker") else None
         options = SlurmOptions(g.sbatch_args, runtime)  # type: ignore[arg-type]

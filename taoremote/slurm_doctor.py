@@ -20,7 +20,7 @@ from taoremote.errors import TaoRemoteError
 from taoremote.executor import Completed, Executor
 from taoremote.probe import build_probe_argv, parse_probe
 from taoremote.slurm import SlurmBackend
-from taoremote.slurm_queue import JOBS_DIR
+from taoremote.slurm_commands import JOBS_DIR
 
 NODE_JOB_TIMEOUT_S = 600.0  # queue wait included: doctor waits for a GPU node as a job would
 # `sh -c NODE_SCRIPT sh DIR COMMAND SBATCH_ARGS...`: COMMAND as a short batch job; its output, its exit code

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from taoremote import slurm_queue as q
 from taoremote import sweep, sweep_poll
 from taoremote.errors import SlurmError, TaoRemoteError, UsageError
+from taoremote.slurm_commands import remove_argv
 from taoremote.slurm_script import ARRAY_TASK
 from taoremote.sweep_run import LIVE, LOST_GRACE_S, POLL_S, Driver, _AllLost
 from taoremote.sweep_slurm_poll import (
@@ -338,7 +339,7 @@ class SlurmDriver(Driver):
             elif found is None:
                 self._submit(job_id, group, array=job_id == self.sweep_id)
             elif found.age_s is not None and found.age_s > q.SUBMIT_DEADLINE_S:
-                self.backend.executor.run(q.remove_argv([job_id], env_only=False), timeout=30)
+                self.backend.executor.run(remove_argv([job_id], env_only=False), timeout=30)
                 self._submit(job_id, group, array=job_id == self.sweep_id)
             # else: that submit may still be under way; the next tick looks again
 

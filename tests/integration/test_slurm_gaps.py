@@ -159,7 +159,8 @@ def _submit_array(env: dict[str, str], tasks: int, seconds: int) -> tuple[str, s
 import sys
 from taoremote.command import RunSpec
 from taoremote.hosts import LocalExecutor
-from taoremote.slurm import SlurmBackend, SlurmOptions
+from taoremote.slurm import SlurmBackend
+from taoremote.slurm_login import SlurmOptions
 tasks = tuple(("sh", "-c", "echo task $0; sleep {seconds}", str(i)) for i in range({tasks}))
 labels = (("taoremote.user", {SESSION_USER!r}), ("taoremote.command", "array test"))
 spec = RunSpec({_image()!r}, (), sys.argv[1], "demo", labels=labels, gpus="none", detach=True)

@@ -26,6 +26,7 @@ PURE_MODULES = (
     "progress.py",
     "slurm_script.py",
     "slurm_queue.py",
+    "slurm_commands.py",
     "docker_errors.py",
     "placement.py",
     "request.py",
@@ -44,7 +45,21 @@ PURE_MODULES = (
 # A seeded generator is a pure function of its seed: trials.py may import `random.Random`, nothing else of it
 SEEDED_RANDOM = {"trials.py": {"random", "random.Random"}}
 # taoremote modules that do I/O, start processes or hold the CLI: a pure module may not import them
-IMPURE_TAOREMOTE = ("hosts", "jobs", "launch", "actions", "cli", "cli_shared", "cli_sweep", "doctor", "slurm", "fleet", "__main__")
+IMPURE_TAOREMOTE = (
+    "hosts",
+    "jobs",
+    "launch",
+    "actions",
+    "cli",
+    "cli_shared",
+    "cli_sweep",
+    "doctor",
+    "slurm",
+    "slurm_login",
+    "slurm_submit",
+    "fleet",
+    "__main__",
+)
 
 
 def _source(path: Path) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from taoremote import errors
+from taoremote import slurm_commands as sc
 from taoremote import slurm_queue as q
 from taoremote.cli_shared import HELP
 
@@ -66,5 +67,5 @@ def test_only_taoremotes_own_comment_names_a_job() -> None:
 
 
 def test_a_submit_writes_its_meta_file_first_so_its_age_is_the_submits_age() -> None:
-    script = q.SUBMIT_SCRIPT
-    assert script.index(f'"$d/{q.META_FILE}"') < script.index('"$d/job.sbatch"') < script.index('"$@"')
+    script = sc.SUBMIT_SCRIPT
+    assert script.index(f'"$d/{sc.META_FILE}"') < script.index('"$d/job.sbatch"') < script.index('"$@"')

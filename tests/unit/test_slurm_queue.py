@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 
+from taoremote import slurm_commands as sc
 from taoremote import slurm_queue as q
-from taoremote.slurm import _reason
+from taoremote.slurm_login import slurm_reason as _reason
 
 SQUEUE = (
     "40|RUNNING|None|taoremote job=aaaa1111 user=ann\n"
@@ -25,7 +26,7 @@ SQUEUE = (
 def _dir(
     job: str, user: str, slurm: str | None, *, exits: str = "", env: bool = False, tasks: int = 0
 ) -> tuple[str, str]:
-    meta = q.meta_text(
+    meta = sc.meta_text(
         job_id=job,
         task="demo",
         command="train -e spec",
@@ -98,9 +99,9 @@ def test_a_listing_whose_squeue_failed_says_so() -> None:
 
 
 def test_the_login_info() -> None:
-    assert q.parse_info("home=/home/ann\nslurm=1\n") == q.LoginInfo("/home/ann", True, False)
-    assert q.parse_info("home=/h\nslurm=1\npyxis=1\n").has_pyxis
-    assert not q.parse_info("home=/h\n").has_slurm
+    assert sc.parse_info("home=/home/ann\nslurm=1\n") == sc.LoginInfo("/home/ann", True, False)
+    assert sc.parse_info("home=/h\nslurm=1\npyxis=1\n").has_pyxis
+    assert not sc.parse_info("home=/h\n").has_slurm
 
 
 def test_slurms_reason_is_the_last_error_line() -> None:
@@ -115,7 +116,7 @@ def test_slurms_reason_is_the_last_error_line() -> None:
 
 @pytest.mark.parametrize(
     "script",
-    [q.INFO_SCRIPT, q.SUBMIT_SCRIPT, q.LIST_SCRIPT, q.FOLLOW_SCRIPT, q.COLLECT_SCRIPT, q.CANCEL_SCRIPT],
+    [sc.INFO_SCRIPT, sc.SUBMIT_SCRIPT, q.LIST_SCRIPT, sc.FOLLOW_SCRIPT, sc.COLLECT_SCRIPT, sc.CANCEL_SCRIPT],
 )
 def test_the_login_node_scripts_are_valid_posix_sh_on_one_line_without_bang(script: str) -> None:
     # one line, no `!`: whatever login shell re-reads it over SSH passes it on intact
@@ -124,7 +125,7 @@ def test_the_login_node_scripts_are_valid_posix_sh_on_one_line_without_bang(scri
 
 
 def test_removal_names_job_directories_below_the_jobs_dir_only() -> None:
-    argv = q.remove_argv(["aaaa1111"], env_only=True)
+    argv = sc.remove_argv(["aaaa1111"], env_only=True)
 
     assert argv[:2] == ("sh", "-c") and argv[-1] == "aaaa1111"
-    assert f'"$HOME/{q.JOBS_DIR}/$j/env"' in argv[2]
+    assert f'"$HOME/{sc.JOBS_DIR}/$j/env"' in argv[2]
