@@ -317,12 +317,7 @@ def stop_cmd(g: Globals, name: str) -> int:
             except TaoRemoteError as exc:
                 _err(f"error: {exc}")
                 failed += 1
-        stopped = 0
-        for r in store.trials(name):
-            if r.state in ("queued", "launching", "running") or (r.state == "unknown" and not failed):
-                with contextlib.suppress(ValueError):
-                    store.mark_finished(name, r.index, "stopped", None)
-                    stopped += 1
+        stopped = store.mark_unfinished_stopped(name, unknown_too=not failed)
         _out(f"sweep {name}: {stopped} trial(s) stopped")
         return 1 if failed else 0
     finally:

@@ -254,6 +254,19 @@ class SweepStore:
         unfinished = tuple(s for s in STATES if s not in FINISHED)  # a finished trial stays as it ended
         self._move(name, index, unfinished, state, exit_code=exit_code, finished=time.time())
 
+    def mark_unfinished_stopped(self, name: str, *, unknown_too: bool) -> int:
+        """`sweep stop`: every unfinished trial is recorded stopped, so a rerun never starts it; one whose
+        host did not answer (`unknown`) only with UNKNOWN_TOO. How many were."""
+        stopped = 0
+        for r in self.trials(name):
+            if r.state in ("queued", "launching", "running") or (r.state == "unknown" and unknown_too):
+                try:
+                    self.mark_finished(name, r.index, "stopped", None)
+                except ValueError:  # it finished meanwhile
+                    continue
+                stopped += 1
+        return stopped
+
     def record_metric(self, name: str, index: int, best: float | None, epoch: int | None) -> None:
         with self._db as db:
             db.execute(

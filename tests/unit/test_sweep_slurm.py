@@ -13,7 +13,8 @@ import pytest
 
 from taoremote.errors import UsageError
 from taoremote.settings import Globals
-from taoremote.sweep_slurm import definition_with_slurm, job_ids, slurm_globals
+from taoremote.sweep_slurm import definition_with_slurm, slurm_globals
+from taoremote.sweep_slurm_driver import job_ids
 from taoremote.sweep_slurm_poll import (
     SUBMITTING,
     build_poll_argv,
