@@ -169,10 +169,10 @@ def _check_slurm_options(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
 )
 def task_command(ctx: typer.Context) -> None:
-    from taoremote import actions
+    from taoremote import run
 
     g = globals_of(ctx)
-    code = actions.run_task(ctx.meta["task_argv"], g)
+    code = run.run_task(ctx.meta["task_argv"], g)
     raise typer.Exit(code)
 
 
@@ -263,10 +263,10 @@ def info_command(
     fmt: FormatOpt = None,
 ) -> None:
     """Show the config files in effect, task groups and images."""
-    from taoremote import actions
+    from taoremote import info
 
     g = globals_of(ctx)
-    raise typer.Exit(actions.info_cmd(g, verbose=verbose, fmt=fmt or g.fmt))
+    raise typer.Exit(info.info_cmd(g, verbose=verbose, fmt=fmt or g.fmt))
 
 
 @app.command("doctor")

@@ -68,7 +68,7 @@ def sweep_status_command(ctx: typer.Context, name: str, fmt: FormatOpt = None) -
     from taoremote import actions, sweep_cmds
 
     g = globals_of(ctx)
-    raise typer.Exit(sweep_cmds.status_cmd(name, actions._fmt(fmt or g.fmt)))
+    raise typer.Exit(sweep_cmds.status_cmd(name, actions.check_format(fmt or g.fmt)))
 
 
 @sweep_app.command("best")
@@ -77,7 +77,7 @@ def sweep_best_command(ctx: typer.Context, name: str, fmt: FormatOpt = None) -> 
     from taoremote import actions, sweep_cmds
 
     g = globals_of(ctx)
-    raise typer.Exit(sweep_cmds.best_cmd(g, name, actions._fmt(fmt or g.fmt)))
+    raise typer.Exit(sweep_cmds.best_cmd(g, name, actions.check_format(fmt or g.fmt)))
 
 
 @sweep_app.command("stop")
@@ -94,4 +94,4 @@ def sweep_list_command(ctx: typer.Context, fmt: FormatOpt = None) -> None:
     from taoremote import actions, sweep_cmds
 
     g = globals_of(ctx)
-    raise typer.Exit(sweep_cmds.list_cmd(actions._fmt(fmt or g.fmt)))
+    raise typer.Exit(sweep_cmds.list_cmd(actions.check_format(fmt or g.fmt)))

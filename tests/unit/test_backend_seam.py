@@ -16,7 +16,7 @@ from taoremote.settings import Globals
 from tests.unit.fakes import FakeExecutor, opener
 
 PACKAGE = Path(__file__).resolve().parents[2] / "taoremote"
-BACKEND_MODULES = {"jobs", "slurm"}  # the modules that implement backend.JobBackend
+BACKEND_MODULES = {"jobs", "slurm", "slurm_login", "slurm_submit"}  # those implementing backend.JobBackend
 
 
 def _imports(module: str) -> set[str]:
@@ -31,7 +31,7 @@ def _imports(module: str) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("module", ["cli", "actions"])
+@pytest.mark.parametrize("module", ["cli", "actions", "run", "info"])
 def test_commands_never_import_a_backend_implementation(module: str) -> None:
     assert _imports(module) & BACKEND_MODULES == set()
 

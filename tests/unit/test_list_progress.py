@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from taoremote import actions, fleet, hosts, jobs
+from taoremote import actions, fleet, hosts, jobs, list_rows
 from taoremote.command import build_list_argv, build_ps_argv
 from taoremote.containers import LIST_SCRIPT, LIST_TEMPLATE, PS_TEMPLATE, STATUS_TAIL_BYTES, Job, parse_list
 from taoremote.progress import Metric, default_metric, eta_text, job_progress, metric_text
@@ -269,14 +269,14 @@ def _job(**fields: object) -> Job:
 
 
 def test_json_rows_carry_progress_fields_null_when_unknown() -> None:
-    shown = actions.ListColumns(host=True, progress=True)
-    unknown = actions.job_row(_job(results=""), shown, "json")
+    shown = list_rows.ListColumns(host=True, progress=True)
+    unknown = list_rows.job_row(_job(results=""), shown, "json")
     assert {k: unknown[k] for k in ("epoch", "max_epoch", "eta", "metric")} == dict.fromkeys(
         ("epoch", "max_epoch", "eta", "metric")
     )
     assert "sweep" not in unknown
     files = (("train/status.json", (DATA / "dino.json").read_text()),)
-    row = actions.job_row(_job(status_files=files, sweep="lr", trial="2"), shown, "json")
+    row = list_rows.job_row(_job(status_files=files, sweep="lr", trial="2"), shown, "json")
     progress = job_progress(PYT, "dino", dict(files))
     assert progress is not None and progress.metric is not None
     assert (row["epoch"], row["max_epoch"]) == (progress.epoch, progress.max_epoch)
@@ -287,12 +287,12 @@ def test_json_rows_carry_progress_fields_null_when_unknown() -> None:
 
 def test_eta_is_whole_seconds_while_live_and_null_once_ended() -> None:
     files = (("train/status.json", '{"epoch": 1, "max_epoch": 9, "time_per_epoch": "0:00:30.4"}'),)
-    shown = actions.ListColumns(host=False, progress=True)
-    live = actions.job_row(_job(status_files=files), shown, "json")
-    ended = actions.job_row(_job(status_files=files, state="exited"), shown, "json")
+    shown = list_rows.ListColumns(host=False, progress=True)
+    live = list_rows.job_row(_job(status_files=files), shown, "json")
+    ended = list_rows.job_row(_job(status_files=files, state="exited"), shown, "json")
     assert (live["epoch"], live["max_epoch"], live["eta"]) == (2, 10, 243)
     assert (ended["epoch"], ended["eta"]) == (2, None)
-    table = actions.job_row(_job(status_files=files), shown, "table")
+    table = list_rows.job_row(_job(status_files=files), shown, "table")
     assert (table["progress"], table["eta"], table["metric"]) == ("2/10", "5m", "")
 
 
@@ -300,13 +300,13 @@ def test_table_rows_show_progress_eta_metric_and_trial_before_the_wide_columns()
     files = (("status.json", '{"epoch": 3, "max_epoch": 10, "time_per_epoch": "0:04:00", "kpi": '
               '{"mean average precision": 0.412}}'),)  # fmt: skip
     job = _job(image=TF1, task="yolo_v4", status_files=files, sweep="lr", trial="3")
-    row = actions.job_row(job, actions.ListColumns(host=True, progress=True, trial=True))
+    row = list_rows.job_row(job, list_rows.ListColumns(host=True, progress=True, trial=True))
     assert list(row) == [
         "host", "job", "container_id", "task", "status", "exit_code", "trial", "progress", "eta", "metric",
         "gpus", "user", "command",
     ]  # fmt: skip
     assert (row["trial"], row["progress"], row["eta"], row["metric"]) == ("lr#3", "3/10", "28m", "mAP=0.412")
-    plain = actions.job_row(_job(results=""), actions.ListColumns(host=False))
+    plain = list_rows.job_row(_job(results=""), list_rows.ListColumns(host=False))
     assert list(plain) == ["job", "container_id", "task", "status", "exit_code", "gpus", "user", "command"]
 
 
@@ -343,10 +343,10 @@ def test_list_over_three_hosts_is_one_executor_run_per_host(
 def test_help_and_a_list_row_without_status_files_import_no_progress_sqlite_or_optuna(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from taoremote import actions\n"
+        "from taoremote import actions, list_rows  # what `list` loads\n"
         "from taoremote.containers import parse_list\n"
         f"(job,) = parse_list('h', {_line(_row(results='/r'))!r}, 'ab')\n"
-        "print(actions.job_row(job, actions.ListColumns(host=False, progress=True)))\n"
+        "print(list_rows.job_row(job, list_rows.ListColumns(host=False, progress=True)))\n"
         "print(sorted(m for m in sys.modules if m in ('taoremote.progress', 'sqlite3', 'optuna', 'numpy')))\n"
     )
     done = subprocess.run(

@@ -12,13 +12,13 @@ REPO = Path(__file__).resolve().parents[2]
 # A bug (any unexpected exception) whose message quotes an env value, raised inside a command.
 _BUGGY_COMMAND = """
 import sys
-from taoremote import actions, cli
+from taoremote import actions, cli, info
 
 def info_cmd(g, **_):
     loaded = actions.load_mounts(g)
     raise RuntimeError("a bug that quotes " + loaded.envs[0].value)
 
-actions.info_cmd = info_cmd
+info.info_cmd = info_cmd
 sys.argv = ["taoremote", "info"]
 cli.main()
 """

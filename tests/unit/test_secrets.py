@@ -67,8 +67,8 @@ def test_actions_err_and_out_mask(capsys: pytest.CaptureFixture[str]) -> None:
     from taoremote import actions
 
     redact.register([SECRET])
-    actions._err(f"warning: {SECRET}")
-    actions._out(f"note {SECRET}")
+    actions.err(f"warning: {SECRET}")
+    actions.out(f"note {SECRET}")
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("note ****\n", "taoremote: warning: ****\n")
 
