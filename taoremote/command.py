@@ -161,7 +161,7 @@ def build_list_argv(*, include_stopped: bool, marker: str) -> tuple[str, ...]:
     """`list`'s one command per host: the `docker ps`, then the tail of each listed job's status.json
     (containers.LIST_SCRIPT, read back by containers.parse_list with the same random MARKER)."""
     ps = build_ps_argv(include_stopped=include_stopped, template=LIST_TEMPLATE)
-    return ("sh", "-c", LIST_SCRIPT, "sh", status_marker(marker), *ps)
+    return ("/bin/sh", "-c", LIST_SCRIPT, "sh", status_marker(marker), *ps)
 
 
 def build_stop_argv(names: Sequence[str], *, timeout_s: int = STOP_TIMEOUT_S) -> tuple[str, ...]:

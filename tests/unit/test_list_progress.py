@@ -55,8 +55,9 @@ def _line(row: dict) -> str:
 
 
 def test_list_argv_is_one_sh_command_around_the_docker_ps_with_the_list_template() -> None:
+    # /bin/sh by path: `list` must still say "docker: command not found" when PATH has no sh in it
     assert build_list_argv(include_stopped=True, marker=MARK) == (
-        "sh", "-c", LIST_SCRIPT, "sh", MARK,
+        "/bin/sh", "-c", LIST_SCRIPT, "sh", MARK,
         "docker", "ps", "--all", "--no-trunc", "--filter", "label=taoremote.job", "--format", LIST_TEMPLATE,
     )  # fmt: skip
     assert build_list_argv(include_stopped=False, marker=MARK)[5:] == build_ps_argv(
