@@ -1,8 +1,9 @@
 """The sweep driver: trials placed on free GPUs of every host, followed, pruned, ranked (DESIGN.md §5).
-Each tick (POLL_S) is one command per host, all hosts at once (sweep_poll.py); the state moves only here
-(sweep_state's launch protocol: `launching` is committed before `docker run`). Queued trials start only
-while the driver runs. Ctrl-C/SIGTERM stop every trial; a hang-up, closed output or every host lost for
-LOST_GRACE_S leave them running and print the resume command.
+Each tick (POLL_S; HANDOFF_POLL_S while a queued trial's GPU is about to free) is one command per host,
+all hosts at once (sweep_poll.py); the state moves only here (sweep_state's launch protocol: `launching` is
+committed before `docker run`). Queued trials start only while the driver runs. Ctrl-C/SIGTERM stop every
+trial; a hang-up, closed output or every host lost for LOST_GRACE_S leave them running and print the resume
+command.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from taoremote.sweep_state import SweepStore, TrialRecord
 
 POLL_S = 0.5
+HANDOFF_POLL_S = 0.25  # while trials wait and a running one is in its last epoch: its GPU frees soon
 LOST_GRACE_S = 60.0
 RETRY_S = 2.0
 LIVE = ("launching", "running", "unknown")
@@ -53,7 +55,9 @@ class Driver:
         self.shown: dict[int, TrialRecord] = {}
         self.shown_lives: dict[int, sweep_view.Live] = {}
         self.stopping = False
-        self.threads: list[threading.Thread] = []
+        self.handoff_near = False  # poll faster: a queued trial's GPU is about to free
+        self.launches = 0  # how many launches this driver began
+        self.threads: dict[int, threading.Thread] = {}  # launches in flight, by trial: ticks go on meanwhile
         self.outcomes: list[tuple[int, str | None]] = []  # (trial, launch error or None), from the threads
         self.tpe = None
         if self.plan.search == "tpe":
@@ -67,7 +71,8 @@ class Driver:
                 start = time.monotonic()
                 if self._tick():
                     break
-                time.sleep(max(0.0, POLL_S - (time.monotonic() - start)))
+                interval = HANDOFF_POLL_S if self.handoff_near else POLL_S
+                time.sleep(max(0.0, interval - (time.monotonic() - start)))
         except (HungUp, OutputClosed) as exc:
             return self._leave(exc.problem, 128 + exc.signum)
         except _AllLost:
@@ -88,6 +93,8 @@ class Driver:
         return code
 
     def _tick(self) -> bool:
+        self._join(wait=False)  # the launches that ended since the last tick
+        launches = self.launches
         info = self.store.sweep(self.name)
         if info is not None and info.stop_requested and not self.stopping:
             self._stop_everything("stopped")
@@ -102,10 +109,18 @@ class Driver:
             self._schedule(records, polls)
         self._show()
         records = {r.index: r for r in self.store.trials(self.name)}
+        self.handoff_near = self._handoff_near(records, launched=self.launches > launches)
         pending = LIVE if self.stopping else (*LIVE, "queued")
         return not any(r.state in pending for r in records.values()) and (
             self.stopping or not self._may_ask(records)
         )
+
+    def _handoff_near(self, records: dict[int, TrialRecord], *, launched: bool) -> bool:
+        """Trials wait, and a GPU is about to free: a running trial is in its last epoch, or trials were
+        just started (trials started together end together: the rest of their wave is near)."""
+        waiting = any(r.state == "queued" for r in records.values()) or self._may_ask(records)
+        ending = any(r.state == "running" and _last_epoch(self.lives.get(r.index)) for r in records.values())
+        return not self.stopping and waiting and (launched or ending)
 
     def _poll(self, records: dict[int, TrialRecord], need_gpus: bool) -> dict[str, sweep_poll.Poll]:
         from taoremote.sweep_setup import status_host_path
@@ -162,8 +177,8 @@ class Driver:
 
     def _reconcile(self, records: dict[int, TrialRecord], polls: dict[str, sweep_poll.Poll]) -> None:
         for r in records.values():
-            if r.state not in LIVE or r.host is None:
-                continue
+            if r.state not in LIVE or r.host is None or r.index in self.threads:
+                continue  # a launch in flight: its container may not exist yet
             poll = polls.get(r.host)
             if poll is None:
                 if r.state != "unknown" and not self.hosts[r.host].up:
@@ -242,7 +257,7 @@ class Driver:
             waiting = waiting[:slots]
         for placement in assign(waiting, fleet, per, running):
             self._launch(records[placement.trial], placement)
-        self._join()
+        # not joined here: a trial that ends while these start gets its GPU's successor on the next tick
 
     def _launch(self, record: TrialRecord, placement: Placement) -> None:
         from taoremote.command import container_name
@@ -267,13 +282,18 @@ class Driver:
                 pass  # the link: stays `launching`, settled when the host answers again
 
         thread = threading.Thread(target=go, daemon=True)
-        self.threads.append(thread)
+        self.launches += 1
+        self.threads[record.index] = thread
         thread.start()
 
-    def _join(self) -> None:
-        """Wait for the launches, then record what they did (the state is written from this thread only)."""
-        while self.threads:
-            self.threads.pop().join(120)
+    def _join(self, *, wait: bool = True) -> None:
+        """Record what the launches did (the state is written from this thread only): those that ended,
+        or (WAIT) all of them once they end."""
+        for index, thread in list(self.threads.items()):
+            if wait:
+                thread.join(120)
+            if not thread.is_alive():
+                del self.threads[index]
         while self.outcomes:
             index, error = self.outcomes.pop(0)
             if error is None:
@@ -284,6 +304,7 @@ class Driver:
     def _stop_everything(self, state: str) -> None:
         """Every trial's container stopped (this user's, by the sweep's label), and recorded so."""
         self.stopping = True
+        self._join()  # a launch in flight makes its container first: then it is stopped with the rest
         stop_trials(list(self.hosts.values()), self.name)
         for r in self.store.trials(self.name):
             if r.state in LIVE:
@@ -295,6 +316,16 @@ class Driver:
         if text:
             print(text, flush=True)
         self.shown, self.shown_lives = {r.index: r for r in records}, dict(self.lives)
+
+
+def _last_epoch(live: sweep_view.Live | None) -> bool:
+    """The trial has begun its last epoch (epochs done/total): it ends within an epoch or its wrap-up."""
+    return (
+        live is not None
+        and live.epoch is not None
+        and bool(live.max_epoch)
+        and (live.epoch >= (live.max_epoch or 0) - 1)
+    )
 
 
 def _say(text: str) -> None:
