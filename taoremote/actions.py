@@ -17,7 +17,6 @@ from taoremote import redact
 from taoremote.containers import match_job, unmatched_message
 from taoremote.errors import UsageError
 from taoremote.fleet import HOST_DEADLINE_S, HostResult, fan_out, fan_out_backends, open_backend
-from taoremote.list_rows import ListColumns, job_row
 from taoremote.output import Format, render
 
 if TYPE_CHECKING:
@@ -76,6 +75,8 @@ def user_task_config() -> str | None:
 
 
 def list_cmd(g: Globals, *, include_stopped: bool, fmt: str) -> int:
+    from taoremote.list_rows import ListColumns, job_row
+
     checked = check_format(fmt)  # before any host is asked
     results = fan_out_backends(
         g, lambda b: b.list_jobs(include_stopped=include_stopped, timeout=HOST_DEADLINE_S, progress=True)

@@ -9,11 +9,11 @@ import getpass
 import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from taoremote.config import Mount, MountsConfig
 from taoremote.errors import PreflightError
-from taoremote.hosts import Executor
+from taoremote.executor import Completed
 from taoremote.plan import LaunchPlan, Prepared, finish, prepare, probe_argv, read_probe
 from taoremote.request import LaunchOptions, TaskRequest
 from taoremote.tasks import TaskMap
@@ -22,12 +22,23 @@ if TYPE_CHECKING:
     from taoremote.probe import Probe
 
 
+class ProbeRunner(Protocol):
+    """What the probe needs of a host: an Executor, or a backend's runner that asks its own facts on the
+    same round trip (slurm_login.LoginProbe)."""
+
+    host: str
+
+    def run(
+        self, argv: Sequence[str], *, timeout: float | None = None, stdin: str | None = None
+    ) -> Completed: ...
+
+
 def plan_launch(
     request: TaskRequest,
     config: MountsConfig,
     task_map: TaskMap,
     opts: LaunchOptions,
-    ex: Executor | None,
+    ex: ProbeRunner | None,
 ) -> LaunchPlan:
     """ex is None for a dry run: nothing is asked of the host, sources are shown as written (resolved on
     this machine when it is the one that would run the job)."""
@@ -46,7 +57,7 @@ def plan_launch(
     )
 
 
-def run_probe(ex: Executor, prepared: Prepared) -> Probe:
+def run_probe(ex: ProbeRunner, prepared: Prepared) -> Probe:
     result = ex.run(probe_argv(prepared), timeout=60)
     if result.returncode != 0:
         raise PreflightError(f"the preflight probe failed: {result.stderr.strip()[:300]}", host=ex.host)

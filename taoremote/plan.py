@@ -114,13 +114,16 @@ def probe_argv(prepared: Prepared) -> tuple[str, ...]:
 
     mounts = prepared.mounts
     asked = [m.source for m in mounts] + paths.probe_paths(prepared.path_args, mounts)
-    return build_probe_argv(prepared.image, asked, gpu=prepared.needs_gpu_facts)
+    inspect = prepared.opts.inspect_image
+    return build_probe_argv(prepared.image, asked, gpu=prepared.needs_gpu_facts, inspect_image=inspect)
 
 
 def read_probe(prepared: Prepared, stdout: str, *, host: str) -> Probe:
     from taoremote.probe import parse_probe
 
-    return parse_probe(stdout, host=host, gpu=prepared.needs_gpu_facts)
+    return parse_probe(
+        stdout, host=host, gpu=prepared.needs_gpu_facts, inspect_image=prepared.opts.inspect_image
+    )
 
 
 def _check_duplicate_destinations(mounts: Sequence[Mount]) -> None:

@@ -97,21 +97,33 @@ LAUNCH_PROBE_SCRIPT = " ".join((_HEADER, *_GPU_LINES, _IMAGE_LINE, _DOCKER_GPU_L
 # --no-preflight / --gpus none: mount sources and the image are still looked at (one round trip), the
 # driver is not.
 PATHS_PROBE_SCRIPT = " ".join((_HEADER, _IMAGE_LINE, *_PATH_LINES))
+# Slurm's login node: it only submits (a GPU node pulls and runs the image), so only the mount sources.
+SOURCES_PROBE_SCRIPT = " ".join((_HEADER, *_PATH_LINES))
 _MARKER = re.compile(r"@@taoremote:([a-z-]+)((?: [a-z.-]+(?:=\S*)?)*)@@")
 
 
 def build_probe_argv(
-    image: str, paths: Sequence[str], *, gpu: bool = True, runtime: bool = False
+    image: str, paths: Sequence[str], *, gpu: bool = True, runtime: bool = False, inspect_image: bool = True
 ) -> tuple[str, ...]:
-    """runtime: also docker's runtimes and the NVIDIA hook (doctor); a launch needs neither."""
+    """runtime: also docker's runtimes and the NVIDIA hook (doctor); a launch needs neither.
+    inspect_image=False (with gpu=False): the host never runs the image (Slurm), so it is not looked at."""
     for path in paths:
         if "\n" in path:  # the probe reports one path per line
             raise UsageError(f"mount path {path!r} contains a newline")
     script = (PROBE_SCRIPT if runtime else LAUNCH_PROBE_SCRIPT) if gpu else PATHS_PROBE_SCRIPT
+    if not gpu and not inspect_image:
+        script = SOURCES_PROBE_SCRIPT
     return ("sh", "-c", script, "sh", image, *paths)
 
 
-def parse_probe(stdout: str, *, host: str | None = None, gpu: bool = True, runtime: bool = False) -> Probe:
+def parse_probe(
+    stdout: str,
+    *,
+    host: str | None = None,
+    gpu: bool = True,
+    runtime: bool = False,
+    inspect_image: bool = True,
+) -> Probe:
     sections: dict[str, tuple[str, int, dict[str, str]]] = {}
     paths: dict[str, PathState] = {}
     complete = False
@@ -142,12 +154,14 @@ def parse_probe(stdout: str, *, host: str | None = None, gpu: bool = True, runti
         elif kind == "end-of-probe":
             complete = True
     required = ({"nvidia-smi", "query", "image"} | ({"runtimes"} if runtime else set())) if gpu else {"image"}
+    if not gpu and not inspect_image:
+        required = set()
     if not complete or required - sections.keys():
         raise PreflightError("the preflight probe's output is incomplete", host=host, skippable=True)
     not_probed: tuple[str, int, dict[str, str]] = ("", 127, {})
     smi_text, smi_rc, _ = sections.get("nvidia-smi", not_probed)
     query_text, query_rc, query_attrs = sections.get("query", not_probed)
-    image_text, image_rc, _ = sections["image"]
+    image_text, image_rc, _ = sections.get("image", not_probed)
     runtimes_text, runtimes_rc, _ = sections.get("runtimes", not_probed)
     hook_text, hook_rc, _ = sections.get("hook", ("", 1, {}))
     config_text, config_rc, _ = sections.get("runtime-config", ("", 1, {}))

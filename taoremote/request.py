@@ -31,6 +31,7 @@ class LaunchOptions:
     preflight: bool = True
     terminal: bool = False  # stdin and stdout are a terminal
     override_registry: str | None = None
+    inspect_image: bool = True  # False on Slurm: the login node is probed, a GPU node pulls the image
 
 
 def parse_task_argv(argv: Sequence[str], task_map: TaskMap) -> TaskRequest:

@@ -44,12 +44,17 @@ def run_task(argv: list[str], g: Globals) -> int:
         preflight=g.preflight and not g.slurm,
         terminal=stdio_is_terminal(),
         override_registry=os.environ.get("OVERRIDE_REGISTRY") or None,
+        inspect_image=not g.slurm,  # a GPU node pulls it: the login node's images mean nothing
     )
     needs_host = not g.dry_run or parse_gpus(g.gpus).kind == "auto"  # auto:N asks the host's GPUs
     # a Slurm dry run shows the batch script, whose job directory is under the login node's home
     backend = open_backend(g, host) if needs_host or g.slurm else None
     try:
-        probe_on = backend.executor if backend is not None and needs_host else None
+        probe_on = None
+        if backend is not None and needs_host:
+            # a backend may ask its own facts on the probe's round trip (Slurm: the login node's)
+            runner = getattr(backend, "probe_runner", None)
+            probe_on = runner() if runner is not None else backend.executor
         plan = launch.plan_launch(request, mounts, task_map, opts, probe_on)
         if g.dry_run:
             # a backend that submits a script rather than `docker run` (Slurm) shows what it would submit

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from taoremote import slurm_queue as q
 from taoremote.backend import Stopped
 from taoremote.containers import Job, match_job, unmatched_message
 from taoremote.errors import JobNotFoundError, SlurmError
@@ -26,6 +25,8 @@ class SlurmBackend(SlurmSubmit):
         self, *, include_stopped: bool, timeout: float = QUERY_TIMEOUT_S, progress: bool = False
     ) -> list[Job]:
         # progress: Slurm jobs carry no results label (yet), so there is no status.json to read
+        from taoremote import slurm_queue as q  # deferred, as in SlurmLogin.listing
+
         jobs = q.jobs_of(self.host, self.listing(timeout))
         return jobs if include_stopped else [j for j in jobs if j.state in ("created", "pending", "running")]
 
@@ -66,6 +67,8 @@ class SlurmBackend(SlurmSubmit):
 
     def _remove_stranded_env_files(self) -> None:
         """Env files no task will read (slurm_script.py's rule: nothing of the job pending or running)."""
+        from taoremote import slurm_queue as q
+
         stranded = q.stranded_env_dirs(self.listing())
         if stranded:
             self._run(remove_argv(stranded, env_only=True))
@@ -94,6 +97,8 @@ class SlurmBackend(SlurmSubmit):
         """Finished jobs' directories (output, exit codes, stranded env files) go; nothing of a job Slurm
         still lists as pending or running is touched. A directory whose submit was killed before sbatch
         answered goes once it is provably no job (slurm_queue.abandoned_submits), never while young."""
+        from taoremote import slurm_queue as q
+
         listing = self.listing()
         abandoned = set(q.abandoned_submits(listing))
         done_dirs = {

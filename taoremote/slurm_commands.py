@@ -27,12 +27,15 @@ INFO_SCRIPT = (
     "if srun --help 2>/dev/null | grep -q -- --container-image; then echo pyxis=1; fi"
 )
 
+# Ends the login node's facts when they ride on another command's round trip (a launch's probe)
+LOGIN_INFO_END = "@@taoremote-slurm:login-info-end@@"
+
 # `sh -c SUBMIT_SCRIPT sh JOB_DIR SCRIPT META WITH_ENV SBATCH_ARGV...` with the env file on stdin: the
 # private directory (0700), the script, the 0600 env file (never in an argv), then sbatch. A refused
 # submission leaves nothing behind; sbatch's own words go to stderr.
 SUBMIT_SCRIPT = (
     "d=$1; script=$2; meta=$3; with_env=$4; shift 4; umask 077; "
-    'mkdir -p "${d%/*}" && mkdir "$d" || exit 125; '
+    '{ [ -d "${d%/*}" ] || mkdir -p "${d%/*}"; } && mkdir "$d" || exit 125; '
     # meta first: its age is what prune's rule reads of a submit that never got an id (slurm_queue.py)
     f'printf \'%s\\n\' "$meta" >"$d/{META_FILE}"; printf \'%s\' "$script" >"$d/job.sbatch"; '
     f'if [ "$with_env" = 1 ]; then cat >"$d/{ENV_FILE}"; '
@@ -103,6 +106,22 @@ class LoginInfo:
 def parse_info(stdout: str) -> LoginInfo:
     values = dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
     return LoginInfo(values.get("home", ""), values.get("slurm") == "1", values.get("pyxis") == "1")
+
+
+def with_login_info(argv: Sequence[str]) -> tuple[str, ...]:
+    """`sh -c SCRIPT sh ARGS...` that first prints the login node's facts (INFO_SCRIPT) up to
+    LOGIN_INFO_END, then runs SCRIPT as it was: one round trip asks both."""
+    if tuple(argv[:2]) != ("sh", "-c") or len(argv) < 3:
+        raise ValueError(f"not an `sh -c SCRIPT` command: {argv[:2]}")
+    script = f"{INFO_SCRIPT}; printf '%s\\n' '{LOGIN_INFO_END}'; {argv[2]}"
+    return ("sh", "-c", script, *argv[3:])
+
+
+def split_login_info(stdout: str) -> tuple[LoginInfo | None, str]:
+    """with_login_info's output: the login node's facts (None when they did not all arrive) and what the
+    command itself printed."""
+    head, sep, rest = stdout.partition(LOGIN_INFO_END + "\n")
+    return (parse_info(head), rest) if sep else (None, stdout)
 
 
 def remove_argv(job_ids: Sequence[str], *, env_only: bool) -> tuple[str, ...]:

@@ -25,11 +25,15 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from taoremote.command import RunSpec, build_run_argv, container_name, format_env_file, with_env_file
 from taoremote.errors import UsageError
-from taoremote.gpus import parse_gpus
+
+if TYPE_CHECKING:
+    from taoremote.command import RunSpec
+
+# command.py and gpus.py are imported where a script is built: `list`, `stop` and `logs` on Slurm read only
+# this module's file names and states, and their start-up stays near a bare squeue (issue 10, Speed).
 
 Runtime = Literal["docker", "pyxis"]
 SCRIPT_FILE = "job.sbatch"
@@ -70,6 +74,8 @@ class SlurmJob:
 
 def job_name(job: SlurmJob) -> str:
     """`taoremote-<task>-<job id>`: the container's name on a host, so a job reads the same everywhere."""
+    from taoremote.command import container_name
+
     return container_name(job.spec.task, job.spec.job_id)
 
 
@@ -84,6 +90,8 @@ def exit_code_name(task: int | None = None) -> str:
 def env_file_text(runtime: Runtime, values: Mapping[str, str]) -> str:
     """The content of the job's 0600 env file: docker's --env-file syntax, or shell for pyxis (sourced)."""
     if runtime == "docker":
+        from taoremote.command import format_env_file
+
         return format_env_file(values)
     return "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items())
 
@@ -123,6 +131,8 @@ def build_batch_script(job: SlurmJob) -> str:
 
 
 def _check(job: SlurmJob) -> None:
+    from taoremote.gpus import parse_gpus
+
     if not _SAFE_PATH.match(job.job_dir) or "//" in job.job_dir or job.job_dir.endswith("/"):
         raise UsageError(f"job directory {job.job_dir!r}: an absolute path of letters, digits and ._/@+-")
     if not _SAFE_WORD.match(job.user) or not _SAFE_WORD.match(job.spec.job_id):
@@ -139,6 +149,8 @@ def _check(job: SlurmJob) -> None:
 
 
 def _header(job: SlurmJob) -> list[str]:
+    from taoremote.gpus import parse_gpus
+
     out = f"{job.job_dir}/{OUTPUT_FILE}" + (".%a" if job.is_array else "")
     lines = [
         f"#SBATCH --job-name={job_name(job)}",
@@ -208,6 +220,9 @@ def _release_env(job: SlurmJob) -> list[str]:
 def _docker_body(job: SlurmJob) -> list[str]:
     """`docker run -d --init` with taoremote's own argv, the GPUs Slurm allocated, a TERM trap that stops
     the container (scancel alone leaves it running: it is dockerd's child, not the job's)."""
+    from taoremote.command import build_run_argv, container_name, with_env_file
+    from taoremote.gpus import parse_gpus
+
     job_id = f"{job.spec.job_id}-{_TASK}" if job.is_array else job.spec.job_id
     spec = replace(job.spec, job_id=job_id, command=(), tty=False, interactive=False, detach=True)
     with_gpus = parse_gpus(spec.gpus).kind != "none"

@@ -82,6 +82,7 @@ def make_setup(g: Globals, definition: Mapping[str, Any]) -> Setup:
         detach=True,
         preflight=g.preflight and not g.slurm,
         override_registry=os.environ.get("OVERRIDE_REGISTRY") or None,
+        inspect_image=not g.slurm,
     )
     prepared = prepare(request, actions.load_mounts(g), task_map, opts)
     plan = sweep.make_plan(definition, request, framework_of(prepared.image))
