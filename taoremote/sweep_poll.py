@@ -113,6 +113,13 @@ def build_stop_trial_argv(container: str) -> tuple[str, ...]:
     return ("sh", "-c", script, "sh", container)
 
 
+def build_start_trial_argv(container: str) -> tuple[str, ...]:
+    """Start a trial's container that a launch left created and never started (its docker client was
+    killed, or gave no answer in time, between docker's create and start). A start of one that is
+    starting or running meanwhile (a dead driver's client got there) is a no-op, not an error."""
+    return ("docker", "start", "--", container)
+
+
 def parse_exit_code(stdout: str) -> int | None:
     text = stdout.strip()
     return int(text) if text.lstrip("-").isdigit() else None

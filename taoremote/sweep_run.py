@@ -16,7 +16,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from taoremote import sweep, sweep_poll, sweep_view
-from taoremote.errors import DockerError, HungUp, NameInUse, OutputClosed, TaoRemoteError, Terminated
+from taoremote.errors import (
+    DockerError,
+    DockerTimeout,
+    HungUp,
+    NameInUse,
+    OutputClosed,
+    TaoRemoteError,
+    Terminated,
+)
 from taoremote.placement import Placement, assign, machines
 from taoremote.progress import parse_status
 from taoremote.sweep_setup import in_parallel, stop_trials
@@ -190,12 +198,32 @@ class Driver:
                     self._launch(r, Placement(r.index, r.host, r.gpus))
                 else:
                     self._finish(r.index, "failed", None, "its container is gone")
+            elif found.state == "created":  # a launch cut between create and start: it ran nothing
+                self._start_created(r)
             elif found.state in ("exited", "dead"):
                 code = found.exit_code
                 state = "stopped" if self.stopping else ("succeeded" if code == 0 else "failed")
                 self._finish(r.index, state, code)
             elif r.state != "running":
                 self._move(self.store.mark_running, r.index)
+
+    def _start_created(self, r: TrialRecord) -> None:
+        """A container that is only created runs nothing and would keep its trial `running` forever: start
+        it (its env is in the container since the create); if docker refuses, the trial failed to start."""
+        from taoremote.command import build_rm_argv
+
+        ex = self.hosts[r.host or ""].backend.executor
+        try:
+            result = ex.run(sweep_poll.build_start_trial_argv(r.container or ""), timeout=40)
+        except TaoRemoteError:
+            return  # the link or a slow daemon: the next tick looks again
+        if result.returncode == 0:
+            self._move(self.store.mark_running, r.index)
+            return
+        with contextlib.suppress(TaoRemoteError):
+            ex.run(build_rm_argv([r.container or ""], force=True), timeout=40)
+        said = (result.stderr.strip().splitlines() or ["no reason given"])[-1]
+        self._finish(r.index, "failed", None, f"docker could not start it: {said}")
 
     def _finish(self, index: int, state: str, code: int | None, why: str = "") -> None:
         with contextlib.suppress(ValueError):  # `sweep stop` may have recorded it first
@@ -276,6 +304,8 @@ class Driver:
                 self.outcomes.append((record.index, None))
             except NameInUse:
                 pass  # a launch of a driver that died got there first: the next poll adopts it
+            except DockerTimeout:
+                pass  # no answer is no verdict: the container may exist; stays `launching`, the poll decides
             except DockerError as exc:
                 self.outcomes.append((record.index, str(exc)))
             except TaoRemoteError:

@@ -1,0 +1,55 @@
+"""Second reader's attacks on `taoremote sweep` (issue 9) against the real dockerd: launches that got no
+answer, launches cut between docker's create and start."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.taorun import taoremote
+from tests.integration.test_sweep import BS, TASK, _containers, _env, _name, _status
+
+pytestmark = pytest.mark.usefixtures("test_images", "clean_jobs")
+
+
+def _slow_docker_run(bin_dir: Path, hang_s: int) -> Path:
+    """A `docker` on PATH whose FIRST `docker run -d` only creates the container (as a client killed between
+    its create and start leaves it) and then gives no answer for HANG_S seconds; everything else is docker."""
+    real = shutil.which("docker")
+    flag = bin_dir / ".slow-run"
+    flag.write_text("")
+    tool = bin_dir / "docker"
+    tool.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys, time, subprocess\n"
+        f"real, flag = {real!r}, {str(flag)!r}\n"
+        "args = sys.argv[1:]\n"
+        "if args[:2] == ['run', '-d'] and os.path.exists(flag):\n"
+        "    os.unlink(flag)\n"
+        "    subprocess.run([real, 'create', *args[2:]], stdout=subprocess.DEVNULL)\n"
+        f"    time.sleep({hang_s})\n"
+        "    sys.exit(1)\n"
+        "os.execv(real, [real, *args])\n"
+    )
+    tool.chmod(0o755)
+    return flag
+
+
+def test_a_launch_that_got_no_answer_is_not_recorded_failed_and_its_created_container_is_started(
+    tmp_path: Path,
+) -> None:
+    env, _ = _env(tmp_path, gpus=2, epochs=1)
+    flag = _slow_docker_run(tmp_path / "bin", hang_s=45)  # past the 30 s a docker call may take
+    name = _name()
+    result = taoremote(["sweep", "run", name, "--param", f"{BS}=8,16", *TASK], env, timeout=150)
+    assert not flag.exists()  # the slow launch did happen
+    rows = _status(name, env)
+    assert [r["state"] for r in rows] == ["succeeded", "succeeded"], (rows, result.stderr)
+    assert result.returncode == 0, result.stderr
+    containers = _containers(name)
+    assert sorted(c["Config"]["Labels"]["taoremote.trial"] for c in containers) == ["0", "1"]  # type: ignore[index]
+    assert all(c["State"]["Status"] == "exited" for c in containers), json.dumps(containers)[:500]  # type: ignore[index]
