@@ -41,7 +41,7 @@ class Executor(Protocol):
         """Run with output going to our stdout/stderr; return the exit code.
 
         An interruption ends the command (locally the child is reaped) and propagates; stopping the
-        job is the caller's business (jobs.launch_job), so a reattached `logs -f` leaves it running.
+        job is the caller's business (docker_launch.launch_job), so a reattached `logs -f` leaves it running.
         """
         ...
 

@@ -16,7 +16,8 @@ from taoremote.settings import Globals
 from tests.unit.fakes import FakeExecutor, opener
 
 PACKAGE = Path(__file__).resolve().parents[2] / "taoremote"
-BACKEND_MODULES = {"jobs", "slurm", "slurm_login", "slurm_submit"}  # those implementing backend.JobBackend
+# those implementing backend.JobBackend
+BACKEND_MODULES = {"jobs", "docker_launch", "slurm", "slurm_login", "slurm_submit"}
 
 
 def _imports(module: str) -> set[str]:

@@ -49,6 +49,7 @@ SEEDED_RANDOM = {"trials.py": {"random", "random.Random"}}
 IMPURE_TAOREMOTE = (
     "hosts",
     "jobs",
+    "docker_launch",
     "launch",
     "actions",
     "run",

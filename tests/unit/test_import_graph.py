@@ -26,7 +26,8 @@ def _taoremote_imports(path: Path) -> set[str]:
 def import_graph() -> dict[str, set[str]]:
     modules = {p.stem for p in PACKAGE.glob("*.py")}
     return {
-        p.stem: {m for m in _taoremote_imports(p) if m in modules and m != p.stem} for p in PACKAGE.glob("*.py")
+        p.stem: {m for m in _taoremote_imports(p) if m in modules and m != p.stem}
+        for p in PACKAGE.glob("*.py")
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from taoremote.jobs import launch_job
+from taoremote.docker_launch import launch_job
 from tests.unit.fakes import FakeExecutor, run, stream
 from tests.unit.test_backend_docker import CREATE, INSPECT, NAME, SPEC, START_ATTACHED
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from taoremote import doctor, jobs, nvidia_smi, preflight
+from taoremote import docker_launch, doctor, nvidia_smi, preflight
 from taoremote.config import MountsConfig
 from taoremote.cuda_table import image_cuda_from_env
 from taoremote.errors import SKIP_HINT, DaemonUnreachable, ImageUnavailable, PreflightError
@@ -100,12 +100,12 @@ def test_a_pull_that_cannot_reach_docker_says_so_whatever_the_words(
 ) -> None:
     if reworded:  # the words pull_image once looked for are gone: the class still decides
         monkeypatch.setattr(
-            "taoremote.jobs.parse_docker_error",
+            "taoremote.docker_launch.parse_docker_error",
             lambda result, image=None, **_: DaemonUnreachable("dockerd is asleep", host=result.host),
         )
     ex = FakeExecutor(run_visible(Prefix(("docker", "pull")), rc=1, stderr=DAEMON_DOWN + "\n"), host="gpu1")
     with pytest.raises(DaemonUnreachable) as info:
-        jobs.pull_image(ex, IMAGE)
+        docker_launch.pull_image(ex, IMAGE)
     assert info.value.host == "gpu1"
 
 
@@ -113,7 +113,7 @@ def test_a_pull_the_registry_refuses_is_an_unavailable_image() -> None:
     refused = "Error response from daemon: pull access denied for x, repository does not exist\n"
     ex = FakeExecutor(run_visible(Prefix(("docker", "pull")), rc=1, stderr=refused))
     with pytest.raises(ImageUnavailable) as info:
-        jobs.pull_image(ex, IMAGE)
+        docker_launch.pull_image(ex, IMAGE)
     assert info.value.host is None
     assert info.value.problem.startswith(f"image {IMAGE} is missing and could not be pulled: ")
 
