@@ -161,6 +161,9 @@ def _check_slurm_options(
         raise UsageError(f"--container-runtime {runtime!r}: expected pyxis or docker")
     if gpus.startswith(("device=", "auto:")):
         raise UsageError(f"--gpus {gpus}: on Slurm the scheduler picks the GPUs; ask for a count (--gpus N)")
+    from taoremote.slurm_script import check_sbatch_args  # pure and light: start-up stays near typer's
+
+    check_sbatch_args(sbatch or ())
 
 
 @app.command(

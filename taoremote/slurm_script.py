@@ -96,6 +96,30 @@ def env_file_text(runtime: Runtime, values: Mapping[str, str]) -> str:
     return "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items())
 
 
+# sbatch options whose value taoremote's own jobs depend on: the comment `list`/`stop` find a job by, the
+# output and exit files `logs` and the follower read, the array a sweep's task commands are numbered by, no
+# requeue (the env file is gone after a first run), and an sbatch that returns the id at once.
+_OWNED_LONG = ("comment", "output", "error", "array", "requeue", "wait")
+_OWNED_SHORT = {"o": "output", "e": "error", "a": "array", "W": "wait"}
+
+
+def check_sbatch_args(sbatch_args: Sequence[str]) -> None:
+    """A user's `--sbatch` overrides the script's #SBATCH lines: refuse those taoremote's jobs rely on.
+    Long options may be abbreviated, as sbatch (getopt_long) accepts any unambiguous prefix."""
+    for arg in sbatch_args:
+        owned = None
+        if arg.startswith("--") and len(arg) > 3:
+            given = arg[2:].partition("=")[0]
+            owned = next((o for o in _OWNED_LONG if o.startswith(given)), None)
+        elif arg.startswith("-") and len(arg) > 1:
+            owned = _OWNED_SHORT.get(arg[1])
+        if owned is not None:
+            raise UsageError(
+                f"--sbatch {arg}: taoremote sets --{owned} itself (its jobs are found, followed and "
+                "collected by it); leave it out"
+            )
+
+
 def build_sbatch_argv(job_dir: str, sbatch_args: Sequence[str] = ()) -> tuple[str, ...]:
     """The user's `--sbatch ARG`s go on the command line (they override the script's #SBATCH lines)."""
     return ("sbatch", "--parsable", *sbatch_args, f"{job_dir}/{SCRIPT_FILE}")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.taorun import taoremote
+from tests.integration.taorun import base_env, taoremote, write_mounts
 from tests.integration.test_sweep import BS, TASK, _containers, _env, _name, _status
 
 pytestmark = pytest.mark.usefixtures("test_images", "clean_jobs")
@@ -53,3 +54,31 @@ def test_a_launch_that_got_no_answer_is_not_recorded_failed_and_its_created_cont
     containers = _containers(name)
     assert sorted(c["Config"]["Labels"]["taoremote.trial"] for c in containers) == ["0", "1"]  # type: ignore[index]
     assert all(c["State"]["Status"] == "exited" for c in containers), json.dumps(containers)[:500]  # type: ignore[index]
+
+
+@pytest.mark.usefixtures("slurm_cluster")
+@pytest.mark.parametrize(
+    "owned",
+    ["--comment=mine", "--output=/tmp/elsewhere.out", "-o/tmp/elsewhere.out", "--requeue", "--comm=x"],
+)
+def test_an_sbatch_argument_that_overrides_what_taoremote_relies_on_is_refused_before_anything_is_submitted(
+    tmp_path: Path, owned: str
+) -> None:
+    """`--sbatch --comment=…` replaced the comment `list`/`stop` find the job by (it ran on, invisible and
+    unstoppable), `--output` moved the output `logs` reads, `--requeue` re-runs a task whose env file
+    went."""
+    (tmp_path / "home").mkdir()
+    env = base_env(tmp_path / "home", None, write_mounts(tmp_path / "mounts.json", {"Mounts": []}))
+    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    result = taoremote(
+        ["--slurm", "local", "--sbatch", owned, "-d", "detectnet_v2", "run", "sh", "-c", "sleep 60"], env
+    )
+    after = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    new = sorted(set(after) - set(before))
+    if new:
+        subprocess.run(["scancel", *new], capture_output=True)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert len(result.stderr.strip().splitlines()) == 1 and owned.split("=")[0][:6] in result.stderr
+    assert not (tmp_path / "home" / ".cache" / "taoremote" / "slurm").exists() or not any(
+        (tmp_path / "home" / ".cache" / "taoremote" / "slurm").iterdir()
+    )
