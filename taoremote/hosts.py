@@ -1,4 +1,4 @@
-"""Executors: with ssh.py, the only modules that start processes or open SSH connections.
+"""Executors: with ssh.py and ssh_link.py, the only modules that start processes or open SSH connections.
 
 LocalExecutor runs argv lists with subprocess (never a shell). ssh.SshExecutor runs the same argv
 on a remote host, shell-joined exactly once; ssh.py (fabric, paramiko) is imported only when a

@@ -99,7 +99,8 @@ def test_only_hosts_py_starts_processes() -> None:
     assert _importers("subprocess") == ["hosts.py"]
 
 
-SSH_MODULES = {"ssh.py", "ssh_trust.py"}  # the executor, and host-key trust / connect failures
+# the executor (commands over the link), the link (connection, keepalives), host-key trust / connect failures
+SSH_MODULES = {"ssh.py", "ssh_link.py", "ssh_trust.py"}
 
 
 def test_only_the_ssh_modules_import_ssh_libraries() -> None:
@@ -116,7 +117,7 @@ def test_ssh_py_is_imported_only_lazily_by_hosts_py() -> None:
         names = {a.name for n in top for a in n.names} | {
             n.module for n in top if isinstance(n, ast.ImportFrom) and n.module
         }
-        assert not {"taoremote.ssh", "taoremote.ssh_trust"} & names, path.name
+        assert not {"taoremote.ssh", "taoremote.ssh_link", "taoremote.ssh_trust"} & names, path.name
     assert "hosts.py" in _importers("taoremote.ssh")
 
 
@@ -237,16 +238,16 @@ def _fabric_calls(tree: ast.AST) -> list[ast.Call]:
 
 def test_fabric_run_is_never_given_env() -> None:
     # invoke/fabric turn env= into an unescaped `export K=V` line in the remote command
-    calls = _fabric_calls(ast.parse(_source(PACKAGE / "ssh.py")))
+    calls = [(m, c) for m in sorted(SSH_MODULES) for c in _fabric_calls(ast.parse(_source(PACKAGE / m)))]
     assert len(calls) >= 2  # run_visible and stream go through fabric
-    for call in calls:
-        assert "env" not in {kw.arg for kw in call.keywords}, f"ssh.py:{call.lineno}"
-        assert None not in {kw.arg for kw in call.keywords}, f"ssh.py:{call.lineno}: **kwargs hide env="
+    for module, call in calls:
+        assert "env" not in {kw.arg for kw in call.keywords}, f"{module}:{call.lineno}"
+        assert None not in {kw.arg for kw in call.keywords}, f"{module}:{call.lineno}: **kwargs hide env="
 
 
 def test_fabric_run_calls_found_by_text_have_no_env_argument() -> None:
     # the same rule, read off the text of each `_conn.run(...)` call up to its closing parenthesis
-    source = _source(PACKAGE / "ssh.py")
+    source = "\n".join(_source(PACKAGE / m) for m in sorted(SSH_MODULES))
     starts = [m.end() for m in re.finditer(r"\._conn\.(?:run|sudo)\(", source)]
     assert starts
     for start in starts:
