@@ -3,7 +3,7 @@ Each tick (POLL_S; HANDOFF_POLL_S while a queued trial's GPU is about to free) i
 all hosts at once (sweep_poll.py); the state moves only here (sweep_state's launch protocol: `launching` is
 committed before `docker run`). Queued trials start only while the driver runs. Ctrl-C/SIGTERM stop every
 trial; a hang-up, closed output or every host lost for LOST_GRACE_S leave them running and print the resume
-command.
+command. Launching a trial and reconciling it with its container are sweep_launch.py's (Driver inherits them).
 """
 
 from __future__ import annotations
@@ -12,23 +12,14 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from taoremote import sweep, sweep_poll, sweep_view
-from taoremote.errors import (
-    DockerError,
-    DockerTimeout,
-    HungUp,
-    NameInUse,
-    OutputClosed,
-    TaoRemoteError,
-    Terminated,
-)
+from taoremote.errors import HungUp, OutputClosed, TaoRemoteError, Terminated
 from taoremote.placement import Placement, assign, machines
 from taoremote.progress import parse_status
+from taoremote.sweep_launch import LIVE, TrialLaunches
 from taoremote.sweep_setup import in_parallel, stop_trials
-from taoremote.trials import Trial
 
 if TYPE_CHECKING:
     from taoremote.sweep_setup import HostContext, Setup
@@ -38,10 +29,9 @@ POLL_S = 0.5
 HANDOFF_POLL_S = 0.25  # while trials wait and a running one is in its last epoch: its GPU frees soon
 LOST_GRACE_S = 60.0
 RETRY_S = 2.0
-LIVE = ("launching", "running", "unknown")
 
 
-class Driver:
+class Driver(TrialLaunches):
     def __init__(
         self,
         store: SweepStore,
@@ -183,60 +173,6 @@ class Driver:
                 if (record.best_metric, record.best_epoch) != (best[1], best[0]):
                     self.store.record_metric(self.name, index, best[1], best[0])
 
-    def _reconcile(self, records: dict[int, TrialRecord], polls: dict[str, sweep_poll.Poll]) -> None:
-        for r in records.values():
-            if r.state not in LIVE or r.host is None or r.index in self.threads:
-                continue  # a launch in flight: its container may not exist yet
-            poll = polls.get(r.host)
-            if poll is None:
-                if r.state != "unknown" and not self.hosts[r.host].up:
-                    self._move(self.store.mark_unknown, r.index)
-                continue
-            found = poll.containers.get(r.container or "")
-            if found is None:
-                if r.state == "launching":  # provably absent: launched again, same host, same name
-                    self._launch(r, Placement(r.index, r.host, r.gpus))
-                else:
-                    self._finish(r.index, "failed", None, "its container is gone")
-            elif found.state == "created":  # a launch cut between create and start: it ran nothing
-                self._start_created(r)
-            elif found.state in ("exited", "dead"):
-                code = found.exit_code
-                state = "stopped" if self.stopping else ("succeeded" if code == 0 else "failed")
-                self._finish(r.index, state, code)
-            elif r.state != "running":
-                self._move(self.store.mark_running, r.index)
-
-    def _start_created(self, r: TrialRecord) -> None:
-        """A container that is only created runs nothing and would keep its trial `running` forever: start
-        it (its env is in the container since the create); if docker refuses, the trial failed to start."""
-        from taoremote.command import build_rm_argv
-
-        ex = self.hosts[r.host or ""].backend.executor
-        try:
-            result = ex.run(sweep_poll.build_start_trial_argv(r.container or ""), timeout=40)
-        except TaoRemoteError:
-            return  # the link or a slow daemon: the next tick looks again
-        if result.returncode == 0:
-            self._move(self.store.mark_running, r.index)
-            return
-        with contextlib.suppress(TaoRemoteError):
-            ex.run(build_rm_argv([r.container or ""], force=True), timeout=40)
-        said = (result.stderr.strip().splitlines() or ["no reason given"])[-1]
-        self._finish(r.index, "failed", None, f"docker could not start it: {said}")
-
-    def _finish(self, index: int, state: str, code: int | None, why: str = "") -> None:
-        with contextlib.suppress(ValueError):  # `sweep stop` may have recorded it first
-            self.store.mark_finished(self.name, index, state, code)
-            if why:
-                self.store.add_event(self.name, f"trial {index} {state}: {why}", index)
-            if self.tpe is not None:
-                self.tpe.tell(self.store.trial(self.name, index))
-
-    def _move(self, mark: Callable[[str, int], None], index: int) -> None:
-        with contextlib.suppress(ValueError):
-            mark(self.name, index)
-
     def _prune(self, records: dict[int, TrialRecord]) -> None:
         if self.plan.definition.get("prune") != "median" or self.stopping:
             return
@@ -286,50 +222,6 @@ class Driver:
         for placement in assign(waiting, fleet, per, running):
             self._launch(records[placement.trial], placement)
         # not joined here: a trial that ends while these start gets its GPU's successor on the next tick
-
-    def _launch(self, record: TrialRecord, placement: Placement) -> None:
-        from taoremote.command import container_name
-        from taoremote.sweep_setup import launch_trial, trial_spec
-
-        ctx = self.hosts[placement.host]
-        work = sweep.trial_work(self.plan, Trial(record.index, record.params), self.setup.spec_text)
-        name = container_name(self.plan.request.task, record.job_id)
-        if record.state == "queued":
-            self.store.mark_launching(self.name, record.index, placement.host, placement.gpus, name)
-        spec = trial_spec(ctx, self.plan, work, record, self.name, placement.gpus_option)
-
-        def go() -> None:
-            try:
-                launch_trial(ctx, work, spec)
-                self.outcomes.append((record.index, None))
-            except NameInUse:
-                pass  # a launch of a driver that died got there first: the next poll adopts it
-            except DockerTimeout:
-                pass  # no answer is no verdict: the container may exist; stays `launching`, the poll decides
-            except DockerError as exc:
-                self.outcomes.append((record.index, str(exc)))
-            except TaoRemoteError:
-                pass  # the link: stays `launching`, settled when the host answers again
-
-        thread = threading.Thread(target=go, daemon=True)
-        self.launches += 1
-        self.threads[record.index] = thread
-        thread.start()
-
-    def _join(self, *, wait: bool = True) -> None:
-        """Record what the launches did (the state is written from this thread only): those that ended,
-        or (WAIT) all of them once they end."""
-        for index, thread in list(self.threads.items()):
-            if wait:
-                thread.join(120)
-            if not thread.is_alive():
-                del self.threads[index]
-        while self.outcomes:
-            index, error = self.outcomes.pop(0)
-            if error is None:
-                self._move(self.store.mark_running, index)
-            else:
-                self._finish(index, "failed", None, error)
 
     def _stop_everything(self, state: str) -> None:
         """Every trial's container stopped (this user's, by the sweep's label), and recorded so."""

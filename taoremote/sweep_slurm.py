@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from taoremote import sweep
 from taoremote.errors import TaoRemoteError, UsageError
 from taoremote.slurm_login import say as _say
-from taoremote.sweep_run import LIVE
+from taoremote.sweep_launch import LIVE
 from taoremote.sweep_slurm_driver import TPE_PARALLEL, SlurmDriver, job_ids
 
 if TYPE_CHECKING:

@@ -27,7 +27,8 @@ from taoremote.errors import SlurmError, TaoRemoteError
 from taoremote.slurm_commands import remove_argv
 from taoremote.slurm_login import say as _say
 from taoremote.slurm_script import ARRAY_TASK
-from taoremote.sweep_run import LIVE, LOST_GRACE_S, POLL_S, Driver, _AllLost
+from taoremote.sweep_launch import LIVE
+from taoremote.sweep_run import LOST_GRACE_S, POLL_S, Driver, _AllLost
 from taoremote.sweep_slurm_poll import (
     SUBMITTING,
     build_poll_argv,

@@ -62,6 +62,8 @@ IMPURE_TAOREMOTE = (
     "slurm_login",
     "slurm_submit",
     "fleet",
+    "sweep_run",
+    "sweep_launch",
     "__main__",
 )
 

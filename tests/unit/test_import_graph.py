@@ -58,6 +58,13 @@ def test_the_package_import_graph_has_no_cycle() -> None:
     assert cycle is None, " -> ".join(cycle or [])
 
 
+def test_the_sweep_driver_knows_its_launch_mixin_and_not_the_other_way() -> None:
+    # sweep_launch.TrialLaunches declares the driver state it uses instead of importing sweep_run
+    graph = import_graph()
+    assert "sweep_launch" in graph["sweep_run"]
+    assert not {"sweep_run", "sweep_slurm_driver"} & graph["sweep_launch"]
+
+
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
