@@ -7,13 +7,14 @@ this module drives the commands over it: one channel per `run`, fabric for what 
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import paramiko
 
@@ -35,15 +36,10 @@ OUTPUT_AFTER_EXIT_S = 2  # how long output may stay open after the command exite
 class SshExecutor(SshLink):
     follow_detached = True
 
-    def __init__(
-        self,
-        spec: str,
-        *,
-        ssh_config: str | None = None,
-        evaluate: Callable[[Sequence[str]], Completed | None] | None = None,
-    ) -> None:
-        super().__init__(spec, ssh_config=ssh_config, evaluate=evaluate)
-        self._env_files: dict[str, str] = {}  # path -> content, written by the command that reads it
+    @functools.cached_property
+    def _env_files(self) -> dict[str, str]:
+        """path -> content, written by the command that reads it"""
+        return {}
 
     # ------------------------------------------------------------------------------------------ commands
 
