@@ -116,7 +116,8 @@ def test_stop_cancels_the_job_and_leaves_no_container_and_no_env_file(
 ) -> None:
     started = _run(login, "-d", "detectnet_v2", "run", "sleep", "300")
     job_id = started.stdout.strip()
-    assert wait_for(lambda: session_job_ids(include_stopped=False) != "", timeout=60)
+    # the one-node cluster may still be finishing an earlier test's job: give the queue time
+    assert wait_for(lambda: session_job_ids(include_stopped=False) != "", timeout=180)
 
     stopped = _run(login, "stop", job_id, "no-such-job", "other-unknown")
 

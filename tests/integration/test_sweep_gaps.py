@@ -164,7 +164,7 @@ def test_a_host_that_drops_out_has_its_trials_unknown_its_queue_goes_elsewhere_a
     tmp_path: Path, sshd_factory: SshdFactory
 ) -> None:
     """`--host dropper --host local` reach this machine's one dockerd (2 GPUs): one machine, booked under
-    `dropper`. Trial 0 (4 epochs) and trial 1 (16) start there; then dropper's sshd stops. Both become
+    `dropper`. Trial 0 (8 epochs) and trial 1 (40) start there; then dropper's sshd stops. Both become
     unknown; when trial 0's container ends, its GPU is seen free through `local` and the queued trial 2
     (6 epochs) starts there. When dropper's sshd is back (same port), trial 1 is adopted as running and
     trial 0 is found finished."""
@@ -174,7 +174,9 @@ def test_a_host_that_drops_out_has_its_trials_unknown_its_queue_goes_elsewhere_a
     name = _name()
     epochs = "training_config.num_epochs"
     hosts = ["--ssh-config", str(host.ssh_config_path), "--host", host.name, "--host", "local"]
-    driver = start_taoremote([*hosts, "sweep", "run", name, "--param", f"{epochs}=4,16,6", *TASK], env)
+    # epochs of 1 s, long enough that a loaded machine still sees trials 0 and 1 run side by side and
+    # trial 1 outlive its host's absence
+    driver = start_taoremote([*hosts, "sweep", "run", name, "--param", f"{epochs}=8,40,6", *TASK], env)
     try:
 
         def states() -> list[tuple[object, object]]:
@@ -188,7 +190,7 @@ def test_a_host_that_drops_out_has_its_trials_unknown_its_queue_goes_elsewhere_a
         sshd_factory.start(host.name, port=host.port)
         assert wait_for(lambda: states()[1] == (host.name, "running"), timeout=30), states()
         assert states()[0] == (host.name, "succeeded")  # finished while away, found so on return
-        _, err = driver.communicate(timeout=90)
+        _, err = driver.communicate(timeout=120)
     finally:
         if driver.poll() is None:
             driver.kill()
