@@ -59,7 +59,7 @@ def build_prepare_trials_argv(
     """The command making each (trial dir, spec copy path or None) and writing the spec copies, whose
     texts are given in the same order by `prepare_trials_stdin`. Paths under `~/` are the login home."""
     script = (
-        'while [ $# -ge 2 ]; do p=$1; ' + _HOME + ' mkdir -p -- "$p" || exit 1; p=$2; shift 2;'
+        "while [ $# -ge 2 ]; do p=$1; " + _HOME + ' mkdir -p -- "$p" || exit 1; p=$2; shift 2;'
         ' [ -n "$p" ] || continue; ' + _HOME + ' mkdir -p -- "${p%/*}" || exit 1;'
         ' IFS= read -r line || { echo "taoremote: spec copies cut short" >&2; exit 1; };'
         ' printf "%s" "$line" | base64 -d >"$p" || exit 1; done'
