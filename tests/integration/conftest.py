@@ -31,6 +31,7 @@ Unavailable daemon: pytest.skip normally, pytest.fail with --require-docker /
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import os
@@ -477,6 +478,7 @@ class SshdFactory:
         self._write_client_files()
 
         # Prove a real login works (key auth, host key, shell) before handing it out.
+        _remove_stale_pyenv_lock()
         r = subprocess.run(
             host.ssh_argv("true"), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
         )
@@ -522,6 +524,7 @@ class SshdFactory:
                     # The session's commands outlive the link (as on a real drop);
                     # remember them so close() does not leak them past the test run.
                     self._orphans.add((pid, _start_time(pid)))
+        _remove_stale_pyenv_lock()  # a login killed mid-`pyenv init` must not stall the next one
         return victims
 
     def stop(self, name: str) -> None:
@@ -540,6 +543,7 @@ class SshdFactory:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        _remove_stale_pyenv_lock()  # a login killed mid-`pyenv init` must not stall the next one
         self._write_client_files()
 
     def close(self) -> None:
@@ -553,14 +557,27 @@ class SshdFactory:
 
 def _remove_stale_pyenv_lock() -> None:
     """Every ssh command runs the login user's ~/.bashrc; on machines whose bashrc runs `pyenv init`,
-    a session killed mid-login (the dropped-link tests do exactly that) leaves pyenv's rehash lock
-    behind, and every later login then waits 60 s for it. A lock older than a minute is stale."""
+    a session killed mid-login (the dropped-link tests and `stop` do exactly that) leaves pyenv's rehash
+    lock behind, and every later login then waits 60 s for it. The lock is stale when no `pyenv-rehash`
+    is alive to hold it (or, failing that check, when it is older than a minute)."""
     lock = Path.home() / ".pyenv" / "shims" / ".pyenv-shim"
     try:
-        if time.time() - lock.stat().st_mtime > 60:
-            lock.unlink()
+        age = time.time() - lock.stat().st_mtime
     except FileNotFoundError:
-        pass
+        return
+    if age > 60 or not _pyenv_rehash_running():
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+
+
+def _pyenv_rehash_running() -> bool:
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"pyenv-rehash" in cmdline.read_bytes():
+                return True
+        except OSError:  # the process ended while we looked
+            continue
+    return False
 
 
 def _ssh_prerequisites() -> str | None:
