@@ -23,26 +23,9 @@ from tests.integration.taorun import (
     wait_for,
     write_mounts,
 )
+from tests.integration.test_sweep import BS, LR, SPEC, TASK  # one spec and task line for both sweep files
 
 pytestmark = pytest.mark.usefixtures("test_images", "clean_jobs", "slurm_cluster")
-
-SPEC = """\
-random_seed: 42
-training_config {
-  batch_size_per_gpu: 8
-  num_epochs: %d
-  learning_rate {
-    soft_start_annealing_schedule {
-      min_learning_rate: 5e-6
-      max_learning_rate: 1e-3
-    }
-  }
-}
-rig_exit_code: 0
-"""
-LR = "training_config.learning_rate.soft_start_annealing_schedule.max_learning_rate"
-BS = "training_config.batch_size_per_gpu"
-TASK = ["--", "detectnet_v2", "train", "-e", "/workspace/ws/spec.txt", "-r", "/workspace/ws/out", "-k", "key"]
 
 
 def _env(tmp_path: Path, *, epochs: int = 2, epoch_s: str = "1") -> tuple[dict[str, str], Path]:
