@@ -40,13 +40,14 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
-from tests.integration.taorun import session_containers
+from tests.integration.taorun import session_containers, session_user
 from tests.proctree import descendants, ppid_map
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -652,3 +653,14 @@ def slurm_cluster(request: pytest.FixtureRequest) -> SlurmCluster:
         gpus=2,
         state_dir=Path(os.environ.get("TAOREMOTE_SLURM_DIR", "/var/lib/taoremote-slurm")),
     )
+
+
+@pytest.fixture
+def user() -> Iterator[str]:
+    """A user name of this test's own (taoremote labels its jobs `taoremote.user=$LOGNAME`): what the
+    test launches as it is told apart from everything else on the shared dockerd, and removed after it."""
+    name = f"{session_user()}-u{uuid.uuid4().hex[:6]}"
+    yield name
+    ids = _docker("ps", "-aq", "--filter", f"label=taoremote.user={name}").stdout.split()
+    if ids:
+        _docker("rm", "-f", *ids, timeout=120)

@@ -38,15 +38,6 @@ IMAGE = "taoremote.test/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5"  # detectnet_v2's
 REAL_DOCKER = shutil.which("docker") or "/usr/bin/docker"
 
 
-@pytest.fixture
-def user() -> Iterator[str]:
-    name = f"jl{uuid.uuid4().hex[:10]}"
-    yield name
-    ids = docker("ps", "-aq", "--filter", f"label=taoremote.user={name}").stdout.split()
-    if ids:
-        docker("rm", "-f", *ids, timeout=120)
-
-
 def _env(
     tmp_path: Path,
     user: str,

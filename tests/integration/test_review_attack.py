@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,15 +26,6 @@ from tests.integration.taorun import (
 
 pytestmark = pytest.mark.usefixtures("test_images")
 REAL_DOCKER = shutil.which("docker") or "/usr/bin/docker"
-
-
-@pytest.fixture
-def user() -> Iterator[str]:
-    name = f"ra{uuid.uuid4().hex[:10]}"
-    yield name
-    ids = docker("ps", "-aq", "--filter", f"label=taoremote.user={name}").stdout.split()
-    if ids:
-        docker("rm", "-f", *ids, timeout=120)
 
 
 def _states(user: str) -> dict[str, str]:

@@ -16,31 +16,19 @@ import pytest
 
 from tests.integration.conftest import SshHost
 from tests.integration.taorun import (
-    base_env,
     session_job_ids,
     start_taoremote,
     taoremote,
     wait_for,
-    write_mounts,
 )
-from tests.integration.test_sweep import BS, LR, SPEC, TASK  # one spec and task line for both sweep files
+from tests.integration.test_sweep import BS, LR, TASK
+from tests.integration.test_sweep import _env as sweep_env  # one spec and task line for both sweep files
 
 pytestmark = pytest.mark.usefixtures("test_images", "clean_jobs", "slurm_cluster")
 
 
 def _env(tmp_path: Path, *, epochs: int = 2, epoch_s: str = "1") -> tuple[dict[str, str], Path]:
-    home = tmp_path / "home"
-    ws = home / "ws"
-    ws.mkdir(parents=True)
-    (ws / "spec.txt").write_text(SPEC % epochs)
-    mounts = write_mounts(
-        tmp_path / "mounts.json",
-        {
-            "Mounts": [{"source": str(ws), "destination": "/workspace/ws"}],
-            "Envs": [{"variable": "SWEEP_EPOCH_S", "value": epoch_s}],
-        },
-    )
-    return base_env(home, None, mounts, XDG_STATE_HOME=str(tmp_path / "state")), ws
+    return sweep_env(tmp_path, gpus=None, epochs=epochs, epoch_s=epoch_s)  # Slurm allots the GPUs
 
 
 def _name() -> str:

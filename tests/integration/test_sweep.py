@@ -47,14 +47,16 @@ TASK = ["--", "detectnet_v2", "train", "-e", "/workspace/ws/spec.txt", "-r", "/w
 
 
 def _env(
-    tmp_path: Path, *, gpus: int = 4, epoch_s: str = "1", epochs: int = 3
+    tmp_path: Path, *, gpus: int | None = 4, epoch_s: str = "1", epochs: int = 3
 ) -> tuple[dict[str, str], Path]:
+    """gpus: a stand-in nvidia-smi with that many GPUs first on PATH (None: none, e.g. for Slurm)."""
     home = tmp_path / "home"
     ws = home / "ws"
     ws.mkdir(parents=True)
     (ws / "spec.txt").write_text(SPEC % epochs)
-    bin_dir = tmp_path / "bin"
-    write_gpu_nvidia_smi(bin_dir, gpus)
+    bin_dir = tmp_path / "bin" if gpus is not None else None
+    if bin_dir is not None and gpus is not None:
+        write_gpu_nvidia_smi(bin_dir, gpus)
     mounts = write_mounts(
         tmp_path / "mounts.json",
         {
